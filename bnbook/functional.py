@@ -1,0 +1,174 @@
+"""Batch Normalization from scratch: the functional form.
+
+Chapter "The Batch Normalization transform". The forward pass is Algorithm 1 of
+Ioffe and Szegedy (2015), the backward pass is derived by hand (the chapter
+derives :func:`bn_backward` step by step) and wrapped in a
+:class:`torch.autograd.Function`, so autograd never traces the forward.
+Inference is Algorithm 2: normalize with running estimates of the mean and of the
+unbiased variance.
+
+:func:`batch_norm` is a drop-in for :func:`torch.nn.functional.batch_norm`:
+same arguments, defaults, outputs and gradients, with clear errors for bad input.
+"""
+import torch
+
+__all__ = ["batch_norm", "bn_forward", "bn_backward", "BatchNormFunction", "check_input"]
+
+
+def _reduce_dims(x: torch.Tensor) -> list[int]:
+    """Every dimension but the channel dimension 1: the batch and, for conv maps, space."""
+    return [0] + list(range(2, x.dim()))
+
+
+def _per_channel(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """View a (C,) tensor so it broadcasts against x of shape (N, C, ...)."""
+    return t.view([1, -1] + [1] * (x.dim() - 2))
+
+
+def bn_forward(x, weight=None, bias=None, eps=1e-5):
+    """Algorithm 1 on x of shape (N, C, ...): returns y and what the backward pass needs.
+
+    mu and var are per channel over the batch (and space for convolutions); var is
+    the biased (1/m) variance, as in the paper. Returns (y, x_c, inv_std, mu, var)
+    with x_c = x - mu and inv_std = 1/sqrt(var + eps), so x_hat = x_c * inv_std.
+    """
+    dims = _reduce_dims(x)
+    mu = x.mean(dim=dims, keepdim=True)                   # mini-batch mean
+    x_c = x - mu
+    var = (x_c * x_c).mean(dim=dims, keepdim=True)        # mini-batch variance (biased)
+    inv_std = torch.rsqrt(var + eps)                      # 1 / sqrt(var + eps)
+    # y = gamma * x_hat + beta with x_hat = x_c * inv_std, folded into one pass over the data:
+    # storing x_hat as a tensor of its own would cost a pass and an allocation.
+    scale = inv_std if weight is None else inv_std * _per_channel(weight, x)
+    y = x_c * scale
+    if bias is not None:
+        y.add_(_per_channel(bias, x))
+    return y, x_c, inv_std, mu, var
+
+
+def bn_backward(dy, x_c, inv_std, weight=None):
+    """The hand-derived backward pass of Algorithm 1 (chapter "The BN transform").
+
+    With m values per channel and x_hat = x_c * inv_std:
+    dbeta = sum dy,  dgamma = sum dy * x_hat,
+    dx = gamma * inv_std * (dy - dbeta/m - x_hat * dgamma/m)   (gamma = 1 without weight).
+    """
+    dims = _reduce_dims(dy)
+    m = dy.numel() // dy.shape[1]
+    dbeta = dy.sum(dim=dims)
+    dgamma = (dy * x_c).sum(dim=dims) * inv_std.reshape(-1)
+    scale = inv_std if weight is None else inv_std * _per_channel(weight, dy)
+    # The three terms of dx, accumulated in place in one fresh tensor (fewer passes over memory).
+    dx = dy * scale
+    dx.addcmul_(x_c, _per_channel(dgamma, dy) * (scale * inv_std / -m))
+    dx.sub_(_per_channel(dbeta, dy) * (scale / m))
+    return dx, dgamma, dbeta
+
+
+class BatchNormFunction(torch.autograd.Function):
+    """Training-mode BN with the hand-derived backward (not autograd through the forward).
+
+    ``BatchNormFunction.apply(x, weight, bias, running_mean, running_var, momentum, eps)``
+    also updates the running buffers (if given) with the batch statistics.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean, running_var, momentum, eps):
+        y, x_c, inv_std, mu, var = bn_forward(x, weight, bias, eps)
+        _update_running_stats(running_mean, running_var, mu, var, x.numel() // x.shape[1], momentum)
+        ctx.save_for_backward(x_c, inv_std, weight)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        x_c, inv_std, weight = ctx.saved_tensors
+        dx, dgamma, dbeta = bn_backward(dy, x_c, inv_std, weight)
+        needs_weight, needs_bias = ctx.needs_input_grad[1:3]
+        return dx, dgamma if needs_weight else None, dbeta if needs_bias else None, None, None, None, None
+
+
+def _check_per_channel(name, t, channels):
+    if t is None:
+        return
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor or None, got {type(t).__name__}")
+    if t.dim() != 1 or t.numel() != channels:
+        raise ValueError(
+            f"{name} must hold one value per channel, shape ({channels},), but has shape {tuple(t.shape)}"
+        )
+
+
+def check_input(x, num_features=None, dims=None, training=False):
+    """Validate a BN input; raise a ValueError/TypeError that names the problem.
+
+    ``dims`` is the allowed set of input dimensions (e.g. {2, 3} for BatchNorm1d).
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"batch norm expects a torch.Tensor input, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(
+            f"batch norm expects a floating-point tensor, got dtype {x.dtype}; convert it with x.float()"
+        )
+    if dims is not None and x.dim() not in dims:
+        want = " or ".join(f"{d}-D" for d in sorted(dims))
+        raise ValueError(f"expected {want} input of shape (N, C{', ...' if max(dims) > 2 else ''}), "
+                         f"got {x.dim()}-D input of shape {tuple(x.shape)}")
+    if x.dim() < 2:
+        raise ValueError(f"batch norm needs input of shape (N, C, ...), got shape {tuple(x.shape)}")
+    if num_features is not None and x.shape[1] != num_features:
+        raise ValueError(
+            f"input has {x.shape[1]} channels (dimension 1 of shape {tuple(x.shape)}) "
+            f"but the layer was built with num_features={num_features}"
+        )
+    if training and x.numel() // max(x.shape[1], 1) <= 1:
+        raise ValueError(
+            f"batch norm in training mode needs more than one value per channel to estimate a "
+            f"variance, got input of shape {tuple(x.shape)}; use a larger batch, or call .eval() "
+            f"to normalize with the running statistics"
+        )
+
+
+def _update_running_stats(running_mean, running_var, mu, var, m, momentum):
+    """Exponential moving averages, r <- (1 - momentum) r + momentum * batch value.
+
+    The variance estimate is the unbiased one, m/(m-1) times the batch variance (Algorithm 2).
+    """
+    with torch.no_grad():
+        if running_mean is not None:
+            running_mean.lerp_(mu.reshape(-1).to(running_mean.dtype), momentum)
+        if running_var is not None:
+            running_var.lerp_(var.reshape(-1).to(running_var.dtype) * (m / (m - 1)), momentum)
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None,
+               training=False, momentum=0.1, eps=1e-5):
+    """Drop-in for :func:`torch.nn.functional.batch_norm`.
+
+    Training mode normalizes with the batch statistics (Algorithm 1) and, when
+    running buffers are given, updates them in place with ``momentum``.
+    Eval mode normalizes with ``running_mean`` and ``running_var`` (Algorithm 2).
+    """
+    check_input(input, training=training)
+    channels = input.shape[1]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var),
+                    ("weight", weight), ("bias", bias)):
+        _check_per_channel(name, t, channels)
+    if not eps > 0:
+        raise ValueError(f"eps must be positive (it keeps sqrt(var + eps) away from 0), got {eps}")
+    if training:
+        if momentum is None or not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"momentum must be a number in [0, 1], got {momentum}")
+        return BatchNormFunction.apply(input, weight, bias, running_mean, running_var, momentum, eps)
+    if running_mean is None or running_var is None:
+        raise ValueError(
+            "eval mode normalizes with running statistics, but running_mean/running_var are None; "
+            "pass training=True (or build the layer with track_running_stats=True)"
+        )
+    # Algorithm 2: a fixed affine map, so autograd through it is exact and cheap.
+    scale = torch.rsqrt(running_var + eps)
+    if weight is not None:
+        scale = scale * weight
+    shift = -running_mean * scale
+    if bias is not None:
+        shift = shift + bias
+    return torch.addcmul(_per_channel(shift, input), input, _per_channel(scale, input))
