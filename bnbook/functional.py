@@ -76,12 +76,18 @@ class BatchNormFunction(torch.autograd.Function):
     def forward(ctx, x, weight, bias, running_mean, running_var, momentum, eps):
         y, x_c, inv_std, mu, var = bn_forward(x, weight, bias, eps)
         _update_running_stats(running_mean, running_var, mu, var, x.numel() // x.shape[1], momentum)
-        ctx.save_for_backward(x_c, inv_std, weight)
+        ctx.save_for_backward(x, x_c, inv_std, weight)
+        ctx.eps = eps
         return y
 
     @staticmethod
     def backward(ctx, dy):
-        x_c, inv_std, weight = ctx.saved_tensors
+        x, x_c, inv_std, weight = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            # A double backward (Hessian-vector products, chapter "A smoother landscape") needs the
+            # gradient as a function of x: recompute x_c and inv_std from x with tracked operations,
+            # so autograd differentiates the hand-derived formula itself.
+            _, x_c, inv_std, _, _ = bn_forward(x, None, None, ctx.eps)
         dx, dgamma, dbeta = bn_backward(dy, x_c, inv_std, weight)
         needs_weight, needs_bias = ctx.needs_input_grad[1:3]
         return dx, dgamma if needs_weight else None, dbeta if needs_bias else None, None, None, None, None

@@ -181,3 +181,36 @@ def test_batch_of_one_works_in_eval_mode():
 def test_wrong_size_state_dict_is_refused():
     with pytest.raises(RuntimeError, match="size mismatch"):
         BatchNorm1d(3).load_state_dict(torch.nn.BatchNorm1d(4).state_dict())
+
+
+def test_buffers_of_the_wrong_size_are_named():
+    bn = BatchNorm1d(3)
+    bn.running_mean = torch.zeros(4)
+    with pytest.raises(ValueError, match=r"running_mean must hold one value per channel, shape \(3,\)"):
+        bn.eval()(torch.randn(2, 3))
+    bn = BatchNorm1d(3)
+    bn.weight = torch.nn.Parameter(torch.ones(2))
+    with pytest.raises(ValueError, match="weight must hold one value per channel"):
+        bn(torch.randn(2, 3))
+
+
+@pytest.mark.parametrize("shape", [(12, 3), (4, 2, 3, 3)])
+def test_second_derivatives_match_torch(shape):
+    """Hessian-vector products through BN in training mode (used by the smoothness chapter)."""
+    torch.manual_seed(4)
+    x = torch.randn(shape, dtype=torch.float64)
+    target = torch.randn(shape, dtype=torch.float64)
+    c = shape[1]
+    w0, b0 = torch.rand(c, dtype=torch.float64) + 0.5, torch.randn(c, dtype=torch.float64)
+    v = [torch.randn(shape, dtype=torch.float64), torch.randn(c, dtype=torch.float64),
+         torch.randn(c, dtype=torch.float64)]
+
+    def hvp(bn_fn):
+        params = [x.clone().requires_grad_(), w0.clone().requires_grad_(), b0.clone().requires_grad_()]
+        y = bn_fn(params[0], None, None, params[1], params[2], training=True)
+        loss = ((y - target) ** 2 * torch.linspace(0.5, 2, y.numel(), dtype=y.dtype).view(y.shape)).sum()
+        grads = torch.autograd.grad(loss, params, create_graph=True)
+        return torch.autograd.grad(sum((g * vi).sum() for g, vi in zip(grads, v)), params)
+
+    for ours, ref in zip(hvp(batch_norm), hvp(torch.nn.functional.batch_norm)):
+        torch.testing.assert_close(ours, ref, rtol=1e-8, atol=1e-10)

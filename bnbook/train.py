@@ -1,0 +1,247 @@
+"""One training loop for the whole book, multi-seed runs, and a history that plots can trust.
+
+A run whose loss becomes non-finite or explodes is stopped and recorded as diverged (``History.diverged``);
+:func:`train` never raises for that and never stores a NaN, so plots and claims can read a history as is.
+Used by every chapter that trains a network, from "Mini-batch SGD" to "BN in practice".
+"""
+from __future__ import annotations
+
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .data import Dataset, batches
+from .seeds import base_seed, seeds as default_seeds
+
+OPTIMIZERS = ("sgd", "adam")
+LOSSES = ("cross_entropy", "mse")
+METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
+
+
+@dataclass
+class History:
+    """What one run recorded.
+
+    At each evaluation step (``steps``, starting with 0 = before training): loss and accuracy on the whole
+    training and test sets, in eval mode (so BN uses its running statistics). Accuracy lists stay empty for
+    regression data. ``step_loss[i]`` is the mini-batch loss of update ``i + 1``, computed before that update.
+    ``probes`` holds ``(step, value)`` for every non-None value the callback returned. If the run diverged,
+    ``diverged_at`` is the update at which a loss became non-finite or exceeded the threshold; the evaluated
+    metrics end before it and nothing recorded is NaN.
+    """
+
+    steps: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    train_acc: list[float] = field(default_factory=list)
+    test_loss: list[float] = field(default_factory=list)
+    test_acc: list[float] = field(default_factory=list)
+    step_loss: list[float] = field(default_factory=list)
+    probes: list[tuple[int, Any]] = field(default_factory=list)
+    diverged: bool = False
+    diverged_at: int | None = None
+    seconds: float = 0.0
+    seed: int | None = None
+    lr: float | None = None
+
+    def at(self, step: int, metric: str = "test_acc") -> float:
+        """``metric`` at evaluation step ``step``; NaN if the run diverged before reaching it.
+
+        >>> h.at(300, "test_acc")  # doctest: +SKIP
+        """
+        _check_metric(metric)
+        if step in self.steps:
+            return getattr(self, metric)[self.steps.index(step)]
+        if self.diverged and step >= self.diverged_at:
+            return math.nan
+        raise ValueError(f"step {step} was not evaluated; evaluated steps: {self.steps}")
+
+    def final(self, metric: str = "test_acc") -> float:
+        """``metric`` at the last evaluation; NaN if the run diverged (its last value is not a result)."""
+        _check_metric(metric)
+        values = getattr(self, metric)
+        return math.nan if self.diverged or not values else values[-1]
+
+
+def _check_metric(metric: str) -> None:
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; allowed: {', '.join(map(repr, METRICS))}")
+
+
+def _loss_fn(loss: str, data: Dataset) -> Callable:
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; allowed: {', '.join(map(repr, LOSSES))}")
+    if loss == "cross_entropy":
+        if not data.is_classification:
+            raise ValueError(f"loss='cross_entropy' needs class labels but {data.name!r} is a regression "
+                             "data set; use loss='mse'")
+        return F.cross_entropy
+    if data.is_classification:  # mse on one-hot targets
+        return lambda out, y: F.mse_loss(out, F.one_hot(y, data.n_classes).to(out.dtype))
+    return F.mse_loss
+
+
+def _optimizer(name: str, params, lr: float, momentum: float, weight_decay: float):
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; allowed: {', '.join(map(repr, OPTIMIZERS))}")
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if momentum:
+        raise ValueError("momentum applies to optimizer='sgd' only (Adam has its own betas)")
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+
+
+def _check_args(model, data, steps, lr, batch_size, eval_every, callback_every) -> None:
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(data, Dataset):
+        raise TypeError(f"data must be a bnbook.data.Dataset (e.g. bnbook.data.digits()), got {type(data).__name__}")
+    for name, value in [("steps", steps), ("batch_size", batch_size), ("eval_every", eval_every),
+                        ("callback_every", callback_every)]:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    if batch_size > len(data.x_train):
+        raise ValueError(f"batch_size={batch_size} is larger than the training set ({len(data.x_train)} examples)")
+
+
+@contextmanager
+def _threads(n: int | None):
+    """Run a block with ``torch.set_num_threads(n)`` (unchanged if ``n`` is None), then restore."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _batch_stream(data: Dataset, batch_size: int, generator: torch.Generator):
+    while True:
+        yield from batches(data.x_train, data.y_train, batch_size, generator)
+
+
+@torch.no_grad()
+def _evaluate(model, data: Dataset, loss_fn, history: History, step: int) -> bool:
+    """Append whole-set losses (and accuracies) at ``step``; False, appending nothing, if any is non-finite."""
+    was_training = model.training
+    model.eval()
+    row = {}
+    for split, x, y in [("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)]:
+        out = model(x)
+        row[f"{split}_loss"] = loss_fn(out, y).item()
+        if data.is_classification:
+            row[f"{split}_acc"] = (out.argmax(dim=1) == y).float().mean().item()
+    model.train(was_training)
+    if not all(math.isfinite(v) for v in row.values()):
+        return False
+    history.steps.append(step)
+    for key, value in row.items():
+        getattr(history, key).append(value)
+    return True
+
+
+def _probe(callback, model, step: int, history: History) -> None:
+    was_training = model.training
+    value = callback(model, step)
+    model.train(was_training)
+    if value is not None:
+        history.probes.append((step, value))
+
+
+def train(model: torch.nn.Module, data: Dataset, steps: int, lr: float, batch_size: int = 64,
+          optimizer: str = "sgd", momentum: float = 0.0, weight_decay: float = 0.0, seed: int | None = None,
+          eval_every: int | None = None, loss: str = "cross_entropy", callback: Callable | None = None,
+          callback_every: int | None = None, progress: bool = True, diverge_threshold: float | None = None,
+          desc: str | None = None, num_threads: int | None = 1) -> History:
+    """Train ``model`` in place for ``steps`` mini-batch updates and return its :class:`History`.
+
+    ``seed`` (default: the book's base seed) fixes the batch order and any randomness during training
+    (dropout, noisy BN) without touching the global random state; seed the model's init yourself, or use
+    :func:`run_seeds`. Whole-set metrics are evaluated at step 0, every ``eval_every`` steps (default
+    ``steps // 20``) and at the end. ``callback(model, step)`` runs at step 0 and every ``callback_every`` steps
+    (default ``eval_every``) after the update, when ``p.grad`` still holds that step's gradient; non-None return
+    values go to ``History.probes``. A loss that is non-finite or above ``diverge_threshold`` (default:
+    100 x max(1, initial training loss)) stops the run and marks it diverged.
+
+    ``num_threads=1`` runs torch on one thread during training (restored afterwards): the book's nets are too
+    small to gain from more, and on a busy 2-core machine two threads per process made runs up to 10x slower.
+    ``None`` keeps torch's setting.
+    """
+    _check_args(model, data, steps, lr, batch_size, eval_every, callback_every)
+    loss_fn = _loss_fn(loss, data)
+    opt = _optimizer(optimizer, model.parameters(), lr, momentum, weight_decay)
+    seed = base_seed() if seed is None else int(seed)
+    eval_every = eval_every or max(1, steps // 20)
+    callback_every = callback_every or eval_every
+    history = History(seed=seed, lr=lr)
+    start = time.perf_counter()
+    with _threads(num_threads), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        stream = _batch_stream(data, batch_size, torch.Generator().manual_seed(seed))
+        with tqdm(total=steps, disable=not progress, desc=desc, leave=False) as bar:
+            _run(model, data, steps, loss_fn, opt, stream, eval_every, callback, callback_every, diverge_threshold,
+                 history, bar)
+    history.seconds = time.perf_counter() - start
+    return history
+
+
+def _run(model, data, steps, loss_fn, opt, stream, eval_every, callback, callback_every, threshold, history, bar):
+    if not _evaluate(model, data, loss_fn, history, 0):
+        history.diverged, history.diverged_at = True, 0
+        return
+    if threshold is None:
+        threshold = 100.0 * max(1.0, history.train_loss[0])
+    if callback is not None:
+        _probe(callback, model, 0, history)
+    model.train()
+    for step in range(1, steps + 1):
+        xb, yb = next(stream)
+        loss = loss_fn(model(xb), yb)
+        value = loss.item()
+        if not (math.isfinite(value) and value <= threshold):
+            history.diverged, history.diverged_at = True, step
+            break
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        history.step_loss.append(value)
+        bar.update()
+        if step % eval_every == 0 or step == steps:
+            if not _evaluate(model, data, loss_fn, history, step):
+                history.diverged, history.diverged_at = True, step
+                break
+            bar.set_postfix(loss=f"{history.train_loss[-1]:.3g}", refresh=False)
+        if callback is not None and step % callback_every == 0:
+            _probe(callback, model, step, history)
+
+
+def run_seeds(make_model: Callable[[], torch.nn.Module], data: Dataset, seeds=3, progress: bool = True,
+              desc: str | None = None, **train_kwargs) -> list[History]:
+    """Train a fresh ``make_model()`` per seed; the seed fixes both the init and the batch order.
+
+    ``seeds`` is a list of seeds or a count ``n`` (then :func:`bnbook.seeds.seeds` gives ``n`` seeds from the
+    book's base seed, so ``BNBOOK_SEED`` moves them). Other keyword arguments go to :func:`train`. One progress
+    bar counts the seeds. Used wherever a chapter shows a seed band.
+    """
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        seeds = default_seeds(seeds)
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("seeds must name at least one seed")
+    if "seed" in train_kwargs or "progress" in train_kwargs:
+        raise ValueError("run_seeds sets seed and progress itself; pass seeds=[...] and progress=...")
+    histories = []
+    for seed in tqdm(seeds, disable=not progress, desc=desc, leave=False):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = make_model()
+        histories.append(train(model, data, seed=seed, progress=False, **train_kwargs))
+    return histories
