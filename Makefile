@@ -27,7 +27,7 @@ venv: $(STAMP)
 $(STAMP): requirements.txt pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: need python3.11 (or python3) on PATH" >&2; exit 1; }
 	@$(PY) -m pip --version >/dev/null 2>&1 || { echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv --clear $(VENV); }
-	$(PY) -m pip install -r requirements.txt -e .
+	$(PY) -m pip install -r requirements.txt
 	@touch $@
 
 vendor: vendor/.stamp

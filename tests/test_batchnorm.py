@@ -151,6 +151,8 @@ BAD_INPUTS = [
     (lambda: BatchNorm2d(3)(torch.randn(1, 3, 1, 1)), ValueError, "more than one value per channel"),
     (lambda: BatchNorm1d(3)(torch.ones(4, 3, dtype=torch.long)), TypeError, "floating-point"),
     (lambda: BatchNorm1d(3)([[1.0, 2.0, 3.0]]), TypeError, "torch.Tensor"),
+    (lambda: BatchNorm1d(3)(torch.randn(4, 3, dtype=torch.float64)), TypeError, "dtype torch.float64"),
+    (lambda: BatchNorm1d(3).eval()(torch.randn(4, 3, dtype=torch.float64)), TypeError, "dtype torch.float32"),
     (lambda: BatchNorm1d(0), ValueError, "num_features"),
     (lambda: BatchNorm1d(2.5), ValueError, "num_features"),
     (lambda: BatchNorm1d(3, momentum=1.5), ValueError, "momentum"),
