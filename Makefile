@@ -14,7 +14,7 @@ STAMP := $(VENV)/.bnbook-installed
 WIDGET_JS := vendor/jupyter-widgets
 MATHJAX := vendor/mathjax
 HTML_MANAGER := node_modules/@jupyter-widgets/html-manager
-BOOK_FLAGS := -W -n --keep-going --builder html
+BOOK_FLAGS := -W -n --keep-going --builder html --all
 PYTEST_FLAGS := -n 2 --dist loadscope --nbval-lax --nbval-current-env --nbval-cell-timeout=300
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 

@@ -19,16 +19,16 @@ def _fmt(value):
     return repr(value)
 
 
-def claim(text: str, holds, **measured) -> bool:
+def claim(text: str, holds, **measured) -> None:
     """Check one stated result; print it with the numbers behind it.
+
+    Returns None, so a claim as the last line of a cell adds no ``True`` to the output.
 
     >>> claim("two is more than one", 2 > 1, two=2, one=1)
     ✔ two is more than one  (two=2, one=1)
-    True
     """
     numbers = ", ".join(f"{k}={_fmt(v)}" for k, v in measured.items())
     suffix = f"  ({numbers})" if numbers else ""
     if not bool(holds):
         raise ClaimFailed(f"✘ claim does not hold: {text}{suffix}")
     print(f"✔ {text}{suffix}")
-    return True
