@@ -14,8 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from bs4 import BeautifulSoup
+
+from book_toc import listed_documents
 
 ROOT = Path(__file__).resolve().parents[1]
 WIDGET_JS = ROOT / "vendor" / "jupyter-widgets"
@@ -27,21 +28,9 @@ CDN_JS = re.compile(
     re.IGNORECASE)
 
 
-def _toc_files(entries):
-    for entry in entries or []:
-        if "file" in entry:
-            yield entry["file"]
-        yield from _toc_files(entry.get("chapters"))
-        yield from _toc_files(entry.get("sections"))
-        for part in entry.get("parts", []):
-            yield from _toc_files(part.get("chapters"))
-
-
 def chapter_pages():
     """The chapters/ documents listed in _toc.yml (without suffix)."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = list(_toc_files(toc.get("parts", []))) + list(_toc_files(toc.get("chapters", [])))
-    return [f for f in files if f.startswith("chapters/")]
+    return [f for f in listed_documents(ROOT) if f.startswith("chapters/")]
 
 
 def _soup(path: Path) -> BeautifulSoup:
