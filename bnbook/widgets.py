@@ -26,6 +26,8 @@ import torch
 from IPython.display import HTML
 from matplotlib.animation import FuncAnimation
 
+from .functional import bn_forward
+
 __all__ = [
     "explorer", "static_frames",
     "DISTRIBUTIONS", "sample", "batch_statistics", "plot_bn_transform", "bn_transform_explorer",
@@ -153,10 +155,12 @@ def batch_statistics(distribution, batch_size, n_batches, generator=None):
     return mean, var
 
 
-def _normalize_batches(x, gamma, beta, eps=1e-5):
-    """Algorithm 1 applied to each row of x (one row = one mini-batch of one feature)."""
-    var, mean = torch.var_mean(x, dim=1, correction=0, keepdim=True)
-    return gamma * (x - mean) / torch.sqrt(var + eps) + beta
+def _normalize_batches(x, gamma, beta):
+    """Algorithm 1 applied to each row of x (one row = one mini-batch of one feature).
+
+    The rows of x are the columns of x.T, which bnbook's BN treats as separate features.
+    """
+    return gamma * bn_forward(x.T)[0].T + beta
 
 
 BATCH_SIZES = (2, 4, 8, 16, 32, 64, 128, 256)
