@@ -4,8 +4,6 @@
   shift": Ioffe and Szegedy's Fig. 1 percentiles; "The BN transform").
 * :func:`grad_norms` -- gradient norm per parameter or per layer ("A smoother landscape", "BN in practice").
 * :func:`accuracy` -- eval-mode accuracy ("Mini-batch SGD" and later).
-* :func:`top_hessian_eigenvalue` -- power iteration on Hessian-vector products ("A smoother landscape",
-  "Higher-order effects").
 * :func:`effective_rank` -- entropy-based rank of a representation ("BN in practice": rank collapse).
 """
 from __future__ import annotations
@@ -122,39 +120,6 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
         raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
     with _mode(model, False):
         return (model(x).argmax(dim=1) == y).float().mean().item()
-
-
-def top_hessian_eigenvalue(loss_fn, params, iters: int = 20, seed: int = 0, tol: float = 1e-4) -> float:
-    """The Hessian eigenvalue of largest magnitude of ``loss_fn()`` with respect to ``params``, by power
-    iteration on Hessian-vector products (double backward; the Hessian is never formed).
-
-    ``loss_fn`` takes no arguments and returns a scalar loss (close over the model and a fixed batch; put BN in
-    the mode you mean to measure). Stops after ``iters`` products or when the estimate changes by less than
-    ``tol`` (relative). Used by "A smoother landscape" and "Higher-order effects".
-    """
-    params = [p for p in params if p.requires_grad]
-    if not params:
-        raise ValueError("params must contain at least one tensor with requires_grad=True")
-    if iters < 1:
-        raise ValueError(f"iters must be at least 1, got {iters}")
-    loss = loss_fn()
-    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-        raise ValueError("loss_fn() must return a scalar tensor")
-    grads = torch.autograd.grad(loss, params, create_graph=True)
-    gen = torch.Generator().manual_seed(seed)
-    v = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in params]
-    estimate = 0.0
-    for _ in range(iters):
-        norm = torch.sqrt(sum((u * u).sum() for u in v))
-        v = [u / norm for u in v]
-        hv = torch.autograd.grad(grads, params, grad_outputs=v, retain_graph=True)
-        new = float(sum((h * u).sum() for h, u in zip(hv, v)))  # Rayleigh quotient v^T H v
-        v = [h.detach() for h in hv]
-        converged = abs(new - estimate) <= tol * abs(new)
-        estimate = new
-        if converged:
-            break
-    return estimate
 
 
 def effective_rank(features: torch.Tensor, center: bool = False) -> float:
