@@ -10,7 +10,7 @@ from torch import nn
 
 from .functional import batch_norm, check_input
 
-__all__ = ["BatchNorm1d", "BatchNorm2d"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "DistributionNoise", "NoisyBatchNorm1d"]
 
 
 class _BatchNorm(nn.Module):
@@ -88,3 +88,76 @@ class BatchNorm2d(_BatchNorm):
     """BN over (N, C, H, W) input: statistics per channel over the batch and both spatial
     dimensions, so the effective batch is m = N*H*W (Ioffe and Szegedy, sec. 3.2)."""
     _input_dims = {4}
+
+
+# --- noisy BN (chapter "Internal covariate shift") ---------------------------------------------
+
+class DistributionNoise(nn.Module):
+    """Time-varying noise with non-zero mean and non-unit variance, in training mode only.
+
+    After Santurkar et al. (2018, sec. 2.1), who inject such noise after BN to make layer
+    inputs *less* stable. At every training-mode call, each feature (channel) ``j`` draws
+    a scale ``s_j ~ U(scale)`` and a shift ``m_j ~ U(-shift, shift)``, shared by the batch,
+    and every value gets its own jitter ``N(0, jitter^2)``:
+    ``y = s * x + m + jitter * eps``. So the next layer's input distribution moves in
+    mean and variance from one step to the next. In eval mode the module is the identity.
+
+    Noise comes from ``generator`` if given, else from a generator seeded with ``seed``,
+    else from torch's global generator (which :func:`bnbook.train.train` seeds), so runs
+    are reproducible. Chapter "Internal covariate shift" documents the recipe.
+    """
+
+    def __init__(self, num_features, scale=(0.5, 2.0), shift=4.0, jitter=0.5,
+                 generator=None, seed=None):
+        super().__init__()
+        if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
+            raise ValueError(f"num_features must be a positive integer, got {num_features!r}")
+        try:
+            low, high = (float(v) for v in scale)
+        except (TypeError, ValueError):
+            raise ValueError(f"scale must be a pair (low, high), got {scale!r}") from None
+        if not 0 <= low <= high:
+            raise ValueError(f"scale must satisfy 0 <= low <= high, got {scale!r}")
+        if not (shift >= 0 and jitter >= 0):
+            raise ValueError(f"shift and jitter must be non-negative, got shift={shift}, jitter={jitter}")
+        if generator is not None and seed is not None:
+            raise ValueError("pass either a generator or a seed, not both")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        if seed is not None:
+            generator = torch.Generator().manual_seed(int(seed))
+        self.num_features, self.scale, self.shift, self.jitter = num_features, (low, high), shift, jitter
+        self.generator = generator
+
+    def forward(self, x):
+        if not self.training:
+            return x
+        if x.dim() < 2 or x.shape[1] != self.num_features:
+            raise ValueError(f"expected input of shape (N, {self.num_features}, ...), got {tuple(x.shape)}")
+        shape = (1, self.num_features) + (1,) * (x.dim() - 2)  # one draw per feature, shared by the batch
+        g, low, high = self.generator, *self.scale
+        s = low + (high - low) * torch.rand(shape, generator=g, dtype=x.dtype)
+        m = self.shift * (2 * torch.rand(shape, generator=g, dtype=x.dtype) - 1)
+        eps = torch.randn(x.shape, generator=g, dtype=x.dtype)
+        return s * x + m + self.jitter * eps
+
+    def extra_repr(self):
+        return f"{self.num_features}, scale={self.scale}, shift={self.shift}, jitter={self.jitter}"
+
+
+class NoisyBatchNorm1d(BatchNorm1d):
+    """:class:`BatchNorm1d` followed by :class:`DistributionNoise` ("noisy BN" of Santurkar et al.).
+
+    Same parameters and buffers as ``BatchNorm1d`` (the noise has none), so state dicts are
+    interchangeable. Noise arguments as in :class:`DistributionNoise`; the noise module is
+    ``self.noise``. Registered in :data:`bnbook.models.NORMS` as ``'noisy_bn'``.
+    Used by "Internal covariate shift".
+    """
+
+    def __init__(self, num_features, *args, scale=(0.5, 2.0), shift=4.0, jitter=0.5,
+                 generator=None, seed=None, **kwargs):
+        super().__init__(num_features, *args, **kwargs)
+        self.noise = DistributionNoise(num_features, scale, shift, jitter, generator, seed)
+
+    def forward(self, x):
+        return self.noise(super().forward(x))

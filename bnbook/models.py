@@ -18,7 +18,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from .layers import BatchNorm1d, BatchNorm2d
+from .layers import BatchNorm1d, BatchNorm2d, NoisyBatchNorm1d
 
 ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "identity": nn.Identity}
 PLACEMENTS = ("before", "after")
@@ -29,6 +29,16 @@ PLACEMENTS = ("before", "after")
 NORMS = {
     "bn": (lambda n, affine, spatial: (BatchNorm2d if spatial else BatchNorm1d)(n, affine=affine), True),
 }
+
+
+def _noisy_bn(n, affine, spatial):
+    """BN plus time-varying noise (Santurkar et al.; chapter "Internal covariate shift")."""
+    if spatial:
+        raise ValueError("norm 'noisy_bn' is for fully connected layers only (mlp, deep_linear)")
+    return NoisyBatchNorm1d(n, affine=affine)
+
+
+NORMS["noisy_bn"] = (_noisy_bn, True)
 
 
 def _choice(name: str, value, allowed) -> None:

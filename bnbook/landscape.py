@@ -1,0 +1,238 @@
+"""Santurkar et al.'s landscape measures along the gradient direction, and the chapter's widget.
+
+At parameters ``p`` with gradient ``g`` (of the loss on a fixed batch, BN in training mode), take points along
+the gradient direction and record the loss and the gradient there (Santurkar et al. 2018, sec. 3.1):
+
+* the **loss range**: max - min of the loss over the points ("variation of the loss");
+* the **gradient change** ("gradient predictiveness"): ``||g(p') - g(p)||``, how far the gradient at the
+  current point mispredicts the gradient after the step (small = predictive);
+* the **effective beta-smoothness**: the largest ``||g(p') - g(p)|| / ||p' - p||`` over the points.
+
+Santurkar et al. step by ``eta * g`` for a range of learning rates ``eta`` (:func:`along_gradient` with
+``matched=False``). A net with smaller gradients then moves a shorter distance, so part of any difference is
+scale. ``matched=True`` moves every net the same distances ``s`` along the unit direction ``g / ||g||`` and
+reports the gradient change relative to ``||g||``, which separates the scale from the shape.
+
+Uses :mod:`bnbook.hessian` for the loss as a function of the parameters. Used by "A smoother landscape",
+which also takes its widget (:func:`plot_landscape_explorer`) and exercise self-checks from here.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .exercises import _not_attempted, _ok, _wrong
+from .hessian import _dot, gradient, loss_function
+
+__all__ = ["along_gradient", "summarize", "landscape_measures", "scale_invariance", "plot_landscape_explorer",
+           "check_stable_lr", "check_effective_beta", "check_scale_invariance"]
+
+MEASURES = ("loss_range", "grad_change", "rel_grad_change", "beta")
+
+
+def _steps(step_sizes) -> np.ndarray:
+    try:
+        steps = np.asarray(step_sizes, dtype=float).ravel()
+    except (TypeError, ValueError):
+        steps = np.array([np.nan])
+    if steps.size == 0 or not np.all(np.isfinite(steps)) or np.any(steps <= 0):
+        raise ValueError(f"step_sizes must be a non-empty sequence of positive numbers, got {step_sizes!r}")
+    return np.sort(steps)
+
+
+def along_gradient(model, x, y, step_sizes, matched: bool = False, loss=F.cross_entropy) -> dict:
+    """The loss and the gradient at points along the (negative) gradient direction of ``model`` on ``(x, y)``.
+
+    ``matched=False``: the points are ``p - eta * g`` for ``eta`` in ``step_sizes`` (learning rates, as Santurkar
+    et al.); ``matched=True``: ``p - s * g / ||g||`` for distances ``s`` in ``step_sizes``. BN uses the statistics
+    of ``x`` (training mode); the model is not changed. Returns arrays over the points: ``step`` (the step
+    sizes, sorted), ``distance`` (``||p' - p||``), ``loss``, ``grad_change`` (``||g(p') - g(p)||``), and the
+    scalars ``loss0`` and ``grad_norm`` (``||g(p)||``). A point where the loss is not finite gets NaN.
+    """
+    steps = _steps(step_sizes)
+    f, params = loss_function(model, x, y, loss=loss)
+    g = gradient(f, params)
+    grad_norm = float(torch.sqrt(_dot(g, g)))
+    if not math.isfinite(grad_norm) or grad_norm == 0:
+        raise ValueError(f"the gradient norm is {grad_norm}; the landscape along it is undefined")
+    with torch.no_grad():
+        loss0 = float(f(*params))
+    scale = 1.0 / grad_norm if matched else 1.0
+    out = {key: np.full(len(steps), np.nan) for key in ("loss", "grad_change")}
+    for i, s in enumerate(steps):
+        moved = tuple(p - (s * scale) * d for p, d in zip(params, g))
+        with torch.no_grad():
+            value = float(f(*moved))
+        if not math.isfinite(value):
+            continue
+        g_moved = gradient(f, moved)
+        change = float(torch.sqrt(sum(((a - b) ** 2).sum() for a, b in zip(g_moved, g))))
+        out["loss"][i], out["grad_change"][i] = value, change
+    distance = steps * scale * grad_norm
+    return {"step": steps, "distance": distance, **out, "loss0": loss0, "grad_norm": grad_norm}
+
+
+def summarize(result: dict) -> dict[str, float]:
+    """The three measures of one :func:`along_gradient` result (over its finite points).
+
+    ``loss_range`` (max - min of the loss, including the starting point), ``grad_change`` (the largest
+    ``||g(p') - g(p)||``), ``rel_grad_change`` (the same over ``||g(p)||``) and ``beta`` (the largest
+    ``||g(p') - g(p)|| / ||p' - p||``, the effective beta-smoothness). NaN if no point is finite.
+    """
+    ok = np.isfinite(result["loss"]) & np.isfinite(result["grad_change"])
+    if not ok.any():
+        return {key: math.nan for key in MEASURES}
+    losses = np.append(result["loss"][ok], result["loss0"])
+    change = result["grad_change"][ok]
+    return {"loss_range": float(losses.max() - losses.min()),
+            "grad_change": float(change.max()),
+            "rel_grad_change": float(change.max() / result["grad_norm"]),
+            "beta": float((change / result["distance"][ok]).max())}
+
+
+def landscape_measures(model, x, y, step_sizes, matched: bool = False, loss=F.cross_entropy) -> dict[str, float]:
+    """:func:`summarize` of :func:`along_gradient`, plus ``grad_norm``: one row of the chapter's measurements."""
+    result = along_gradient(model, x, y, step_sizes, matched=matched, loss=loss)
+    return {**summarize(result), "grad_norm": result["grad_norm"]}
+
+
+def scale_invariance(model, layer: str, x, y, a: float = 2.0, loss=F.cross_entropy) -> dict[str, float]:
+    """Ioffe and Szegedy's sec. 3.3 on a real net: multiply the weight of ``layer`` (a name such as ``'fc2'``)
+    by ``a`` and compare with the original, BN in training mode on ``(x, y)``; the model is not changed.
+
+    Returns ``output_change`` (largest change of any output; 0 if the layer feeds BN, since BN(aWu) = BN(Wu)),
+    ``grad_ratio`` (``||dL/d(aW)|| / ||dL/dW||``; ``1/a`` if the layer feeds BN), ``rel_update_ratio`` (the
+    ratio of the relative update sizes ``||dL/dW|| / ||W||``; ``1/a^2``: the weight's effective learning rate)
+    and ``radial`` (``|<W, dL/dW>| / (||W|| ||dL/dW||)``; 0 if the layer feeds BN, so the gradient is
+    orthogonal to the weight and an SGD step can only make the weight longer).
+    """
+    if isinstance(a, bool) or not isinstance(a, (int, float)) or not a > 0 or not math.isfinite(a):
+        raise ValueError(f"a must be a positive number, got {a!r}")
+    key = f"{layer}.weight"
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    if key not in names:
+        weights = [n[:-len('.weight')] for n in names if n.endswith(".weight")]
+        raise ValueError(f"the model has no trainable layer {layer!r} with a weight; layers: {weights}")
+    scaled = copy.deepcopy(model)
+    with torch.no_grad():
+        dict(scaled.named_parameters())[key].mul_(a)
+    rows = []
+    for net in (model, scaled):
+        f, params = loss_function(net, x, y, loss=loss)
+        with torch.no_grad():
+            out = copy.deepcopy(net).train()(x)  # a copy: training mode updates running statistics
+        w, g = params[names.index(key)], gradient(f, params)[names.index(key)]
+        rows.append((out, w, g))
+    (out, w, g), (out_a, w_a, g_a) = rows
+    return {"output_change": float((out - out_a).abs().max()),
+            "grad_ratio": float(g_a.norm() / g.norm()),
+            "rel_update_ratio": float((g_a.norm() / w_a.norm()) / (g.norm() / w.norm())),
+            "radial": float((w * g).sum().abs() / (w.norm() * g.norm()))}
+
+
+# --- the widget ---------------------------------------------------------------------------------------------------
+
+def _nearest(values, value):
+    values = list(values)
+    return values[int(np.argmin([abs(math.log(v) - math.log(value)) for v in values]))]
+
+
+def plot_landscape_explorer(fig, step, lr, curves, sweep, colors=None):
+    """The chapter's explorer: ``step`` along the gradient, training at learning rate ``lr``.
+
+    ``curves[variant]`` is an :func:`along_gradient` result (``matched=False``) per variant (e.g. ``'plain'``,
+    ``'bn'``); ``sweep[variant][lr]`` a :class:`~bnbook.train.History`. Left: the loss along the gradient with
+    the chosen step marked; middle: the gradient change there; right: the training loss at the learning rate of
+    the sweep nearest ``lr`` (a diverged run ends in an x). Draws into ``fig`` only.
+    """
+    from .plots import color as default_color
+    colors = colors or {}
+    ax_loss, ax_grad, ax_train = fig.subplots(1, 3)
+    for variant, res in curves.items():
+        c = colors.get(variant, default_color(variant))
+        ok = np.isfinite(res["loss"])
+        steps = np.concatenate([[0.0], res["step"][ok]])
+        ax_loss.plot(steps, np.concatenate([[res["loss0"]], res["loss"][ok]]), color=c, label=variant)
+        ax_grad.plot(res["step"][ok], res["grad_change"][ok], color=c, label=variant)
+        near = int(np.argmin(np.abs(res["step"] - step)))
+        if ok[near]:
+            ax_loss.plot([res["step"][near]], [res["loss"][near]], "o", color=c)
+            ax_grad.plot([res["step"][near]], [res["grad_change"][near]], "o", color=c)
+    for ax in (ax_loss, ax_grad):
+        ax.axvline(step, color="0.4", lw=1, ls="--")
+        ax.set_xlabel(r"step size $\eta$ along $-g$")
+    ax_loss.set(ylabel="loss", title="loss along the gradient", yscale="log")
+    ax_grad.set(ylabel=r"$\|g(p-\eta g) - g(p)\|$", title="gradient change", yscale="log")
+    ax_loss.legend()
+    for variant, runs in sweep.items():
+        c = colors.get(variant, default_color(variant))
+        h = runs[_nearest(runs, lr)]
+        xs = np.arange(1, len(h.step_loss) + 1)
+        ax_train.plot(xs, h.step_loss, color=c, lw=1, label=variant)
+        if h.diverged:
+            last = h.step_loss[-1] if h.step_loss else (h.train_loss or [1.0])[0]
+            ax_train.plot([h.diverged_at], [last], "x", color=c, markersize=10, markeredgewidth=2)
+    ax_train.set(xlabel="SGD step", ylabel="mini-batch loss", yscale="log",
+                 title=f"training, lr = {_nearest(next(iter(sweep.values())), lr):g}")
+    fig.tight_layout()
+
+
+# --- exercise self-checks -----------------------------------------------------------------------------------------
+
+def check_stable_lr(answer, lam: float):
+    """Exercise: the largest learning rate for which gradient descent on ``f(x) = lam / 2 x^2`` converges."""
+    if answer is None:
+        return _not_attempted("the largest stable learning rate")
+    try:
+        value = float(answer)
+    except (TypeError, ValueError):
+        return _wrong(f"expected a number, got {type(answer).__name__}")
+    right = 2.0 / lam
+    if math.isclose(value, right, rel_tol=1e-3):
+        return _ok(f"lr < 2 / lambda = {right:.4g}: each step multiplies x by (1 - lr lambda), which must lie "
+                   "in (-1, 1)")
+    if math.isclose(value, 1.0 / lam, rel_tol=1e-3):
+        return _wrong("1 / lambda is the step that jumps straight to the minimum; larger steps overshoot but still "
+                      "converge as long as |1 - lr lambda| < 1")
+    return _wrong(f"{value:.4g} is not it: write one step as x <- (1 - lr lambda) x and ask when |1 - lr lambda| < 1")
+
+
+def check_effective_beta(fn):
+    """Exercise: ``fn(distance, grad_change)`` returns the effective beta-smoothness of arrays over points."""
+    if fn is None:
+        return _not_attempted("your effective_beta(distance, grad_change)")
+    if not callable(fn):
+        return _wrong(f"expected a function effective_beta(distance, grad_change), got {type(fn).__name__}")
+    distance = np.array([0.1, 0.2, 0.4, 0.8])
+    change = np.array([0.05, 0.3, 0.4, 0.6])
+    try:
+        value = float(fn(distance, change))
+    except Exception as err:  # the reader's code: report, never raise
+        return _wrong(f"your function raised {type(err).__name__}: {err}")
+    if math.isclose(value, 1.5, rel_tol=1e-6):
+        return _ok("the largest ratio of gradient change to distance moved: 1.5 here")
+    if math.isclose(value, 0.6 / 0.8, rel_tol=1e-6):
+        return _wrong("that is the ratio at the farthest point only; beta is the largest ratio over all points")
+    if math.isclose(value, 0.6 / 0.1, rel_tol=1e-6):
+        return _wrong("that divides the largest change by the smallest distance; take the ratio point by point")
+    return _wrong(f"got {value:.4g}; compute grad_change / distance at every point and take the largest")
+
+
+def check_scale_invariance(grad_factor, rel_update_factor, a: float = 2.0):
+    """Exercise: scaling a weight that feeds BN by ``a`` multiplies its gradient by ? and its relative update by ?"""
+    if grad_factor is None or rel_update_factor is None:
+        return _not_attempted("the two factors")
+    try:
+        g, r = float(grad_factor), float(rel_update_factor)
+    except (TypeError, ValueError):
+        return _wrong("expected two numbers")
+    ok_g, ok_r = math.isclose(g, 1 / a, rel_tol=1e-3), math.isclose(r, 1 / a**2, rel_tol=1e-3)
+    if ok_g and ok_r:
+        return _ok(f"gradient x 1/a = {1 / a:g}, relative update x 1/a^2 = {1 / a**2:g}")
+    if not ok_g:
+        return _wrong(f"gradient factor {g:g} is off: differentiate BN((a W) u) = BN(W u) with respect to a W")
+    return _wrong(f"relative update factor {r:g} is off: the update shrinks by 1/a and the weight grows by a")
