@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from .exercises import _not_attempted, _ok, _wrong
+from .exercises import _not_attempted, _numeric_answer, _ok, _wrong
 
 __all__ = [
     "chain_weights", "output", "gradient", "step_polynomial", "one_step", "motion", "crossover_lr",
@@ -222,12 +222,9 @@ def check_second_order(fn) -> bool | None:
 def check_crossover(answer, depth: int = 12, scale: float = 1.2) -> bool | None:
     """Check the learning rate at which the second-order term equals the first, for ``depth`` equal weights
     ``scale`` and x = 1."""
+    answer, verdict = _numeric_answer(answer, "the crossover learning rate")
     if answer is None:
-        return _not_attempted("the crossover learning rate")
-    try:
-        answer = float(answer)
-    except (TypeError, ValueError):
-        return _wrong(f"expected a number, got {type(answer).__name__}")
+        return verdict
     want = equal_weights_crossover(depth, scale)
     if math.isclose(answer, want, rel_tol=0.01):
         return _ok(f"right: lr = 2 / ((l - 1) s^(l - 2)) = {want:.4g}")

@@ -24,7 +24,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from .data import Dataset
-from .exercises import _not_attempted, _ok, _wrong
+from .exercises import _not_attempted, _numeric_answer, _ok, _wrong
 from .seeds import base_seed
 
 __all__ = [
@@ -429,12 +429,9 @@ def plot_gd_contours(fig, scale: float = 5.0, correlation: float = 0.0, lr_fract
 def check_condition_number(answer, scale: float = 10.0, correlation: float = 0.0):
     """Exercise: kappa of the Hessian of two centred, uncorrelated features with standard deviations 1 and
     ``scale`` (``correlation=0``), or of two standardized features with correlation ``rho`` (``scale=1``)."""
-    if answer is None:
-        return _not_attempted("the condition number")
-    try:
-        value = float(answer)
-    except (TypeError, ValueError):
-        return _wrong(f"expected a number, got {type(answer).__name__}")
+    value, verdict = _numeric_answer(answer, "the condition number")
+    if value is None:
+        return verdict
     right = condition_number(two_feature_hessian(scale, correlation))
     if math.isclose(value, right, rel_tol=1e-3):
         return _ok(f"kappa = {right:.4g}")
@@ -448,12 +445,9 @@ def check_condition_number(answer, scale: float = 10.0, correlation: float = 0.0
 
 def check_steps_estimate(answer, kappa: float = 1000.0, tol: float = 1e-6):
     """Exercise: about how many steps with ``lr = 1/L`` does gradient descent need in the worst case?"""
-    if answer is None:
-        return _not_attempted("the number of steps")
-    try:
-        value = float(answer)
-    except (TypeError, ValueError):
-        return _wrong(f"expected a number, got {type(answer).__name__}")
+    value, verdict = _numeric_answer(answer, "the number of steps")
+    if value is None:
+        return verdict
     right = predicted_steps(kappa, tol, "1/L")
     if abs(value / right - 1) < 0.05:
         return _ok(f"about kappa/2 * ln(1/tol) = {right:.0f} steps")

@@ -35,6 +35,19 @@ def _not_attempted(name):
     return None
 
 
+def _numeric_answer(answer, what):
+    """``(value, None)`` for a numeric answer, else ``(None, verdict)`` after saying why: "not attempted"
+    for ``None``, a wrong answer for anything that is not a number. Every numeric self-check starts here."""
+    if answer is None:
+        return None, _not_attempted(what)
+    if not isinstance(answer, (bool, str)):
+        try:
+            return float(answer), None
+        except (TypeError, ValueError):
+            pass
+    return None, _wrong(f"{what}: expected a number, got {type(answer).__name__}")
+
+
 def _as_tensor(value):
     """The first element of a tuple (so ``return y, cache`` is fine), as a float64 tensor."""
     if isinstance(value, (tuple, list)) and value and not isinstance(value[0], (int, float)):
@@ -192,10 +205,9 @@ def check_running_stats(fn, momentum=0.1):
 
 def check_effective_batch(answer, N, C, H, W):
     """Check how many numbers BatchNorm2d averages per channel for an (N, C, H, W) input: N*H*W."""
+    answer, verdict = _numeric_answer(answer, "the effective batch size")
     if answer is None:
-        return _not_attempted("the effective batch size")
-    if isinstance(answer, bool) or not isinstance(answer, (int, float)):
-        raise TypeError(f"answer with a number, got {type(answer).__name__}")
+        return verdict
     if answer == N * H * W:
         return _ok(f"m = N*H*W = {N * H * W} values per channel (Ioffe and Szegedy, sec. 3.2)")
     hints = [

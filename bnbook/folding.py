@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .exercises import _not_attempted, _ok, _wrong
+from .exercises import _not_attempted, _numeric_answer, _ok, _wrong
 from .layers import BatchNorm1d
 
 __all__ = [
@@ -461,10 +461,9 @@ def check_fold_previous(fn, eps=1e-5):
 
 def check_threshold(answer, slope=0.8):
     """Check the reader's ``t`` with sigmoid'(z) >= slope * sigmoid'(0) exactly when |z| <= t."""
+    answer, verdict = _numeric_answer(answer, "the near-linear threshold")
     if answer is None:
-        return _not_attempted("the near-linear threshold")
-    if isinstance(answer, bool) or not isinstance(answer, (int, float)):
-        raise TypeError(f"answer with a number, got {type(answer).__name__}")
+        return verdict
     t = near_linear_threshold(slope)
     if abs(answer - t) < 0.01:
         return _ok(f"t = 2 arccosh(1/sqrt({slope})) = {t:.3f}")

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .exercises import _not_attempted, _ok, _wrong
+from .exercises import _not_attempted, _numeric_answer, _ok, _wrong
 from .hessian import _dot, gradient, loss_function
 
 __all__ = ["along_gradient", "summarize", "landscape_measures", "scale_invariance", "plot_landscape_explorer",
@@ -185,12 +185,9 @@ def plot_landscape_explorer(fig, step, lr, curves, sweep, colors=None):
 
 def check_stable_lr(answer, lam: float):
     """Exercise: the largest learning rate for which gradient descent on ``f(x) = lam / 2 x^2`` converges."""
-    if answer is None:
-        return _not_attempted("the largest stable learning rate")
-    try:
-        value = float(answer)
-    except (TypeError, ValueError):
-        return _wrong(f"expected a number, got {type(answer).__name__}")
+    value, verdict = _numeric_answer(answer, "the largest stable learning rate")
+    if value is None:
+        return verdict
     right = 2.0 / lam
     if math.isclose(value, right, rel_tol=1e-3):
         return _ok(f"lr < 2 / lambda = {right:.4g}: each step multiplies x by (1 - lr lambda), which must lie "

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .exercises import _not_attempted, _ok, _wrong
+from .exercises import _not_attempted, _numeric_answer, _ok, _wrong
 from .train import _threads
 
 __all__ = ["LossClock", "gradient_noise", "power_law", "throughput", "batch_moments", "normalized_in_batches",
@@ -347,10 +347,9 @@ def check_minibatch_gradient(fn):
 def check_linear_scaling(answer, lr: float = 0.1, from_batch: int = 32, to_batch: int = 256):
     """Check the learning rate the linear scaling rule gives when the batch grows from ``from_batch`` to
     ``to_batch`` (Goyal et al. 2017): ``lr * to_batch / from_batch``."""
+    answer, verdict = _numeric_answer(answer, "the linear scaling rule")
     if answer is None:
-        return _not_attempted("the linear scaling rule")
-    if isinstance(answer, bool) or not isinstance(answer, (int, float)):
-        raise TypeError(f"answer with a number, got {type(answer).__name__}")
+        return verdict
     want = lr * to_batch / from_batch
     if math.isclose(answer, want, rel_tol=1e-3):
         return _ok(f"lr = {lr:g} x {to_batch}/{from_batch} = {want:g}: the step grows with the batch, so the "
