@@ -18,7 +18,7 @@ BOOK_FLAGS := -W -n --keep-going --builder html --all
 PYTEST_FLAGS := -n 2 --dist loadscope --nbval-lax --nbval-current-env --nbval-cell-timeout=300
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: all book test student bench vendor venv clean distclean
+.PHONY: all book test student assignments bench seeds vendor venv clean distclean
 
 all: book
 
@@ -43,6 +43,9 @@ vendor/.stamp: package.json package-lock.json
 	cp -r node_modules/mathjax/es5/{tex-mml-chtml.js,input,output,ui,a11y,sre,adaptors} node_modules/mathjax/LICENSE $(MATHJAX)/
 	@touch $@
 
+# Progress bars (bnbook.display.progress_bar) are for a learner running a chapter, not for the pages.
+book student: export TQDM_DISABLE := 1
+
 book: $(STAMP) vendor
 	$(VENV)/bin/jupyter-book build . $(BOOK_FLAGS)
 	@echo "The book is in _build/html/index.html"
@@ -58,8 +61,19 @@ test: $(STAMP) vendor
 student: $(STAMP) vendor
 	$(PY) scripts/student_edition.py --out _build/student
 
+# Autograded assignments (otter-grader): _build/assignments/<chapter>/{student,autograder}/.
+assignments: $(STAMP)
+	$(PY) scripts/assignments.py --out _build/assignments
+
 bench: $(STAMP)
 	$(PY) scripts/benchmark.py
+
+# Every chapter under each base seed in SEEDS, JOBS at a time; every claim tabulated in
+# _build/seeds/claims.md. Fails if any claim fails on any seed. `make seeds SEEDS="3 4"`.
+SEEDS ?= 0 1 2 3 4 5 6 7 8 9
+JOBS ?= 2
+seeds: $(STAMP)
+	$(PY) scripts/seeds.py --seeds "$(SEEDS)" --jobs $(JOBS) $(if $(CHAPTERS),--chapters $(CHAPTERS))
 
 clean:
 	rm -rf _build vendor .pytest_cache .jupyter_cache

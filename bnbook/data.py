@@ -5,11 +5,10 @@
 * :func:`mnist1d` -- MNIST-1D (Greydanus 2020), generated procedurally by ``mnist1d.data.make_dataset``.
 * :func:`ill_conditioned_regression` -- linear regression whose features have very different scales
   ("Input normalization").
-* :func:`teacher_student` -- labels from a random teacher network ("A smoother landscape", "BN in practice").
 * :func:`batches` -- shuffled, deterministic mini-batches ("Mini-batch SGD"); :mod:`bnbook.train` uses it.
 
 Every function returns a :class:`Dataset` of float32 inputs and long class labels (float32 targets of shape
-``(n, 1)`` for regression, where ``n_classes`` is 0). ``seed=None`` means :func:`bnbook.seeds.base_seed`.
+``(n, 1)`` for regression, where ``n_classes`` is 0). ``seed=None`` means :func:`bnbook.seeding.base_seed`.
 """
 from __future__ import annotations
 
@@ -19,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .seeds import base_seed
+from .seeding import resolve, rng
 
 
 @dataclass
@@ -66,14 +65,24 @@ def _split(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int, strati
                             stratify=y if stratify else None)
 
 
-def _standardize(x_train: np.ndarray, x_test: np.ndarray):
-    """Zero mean, unit variance per feature, with statistics from the training set only.
+def standardizer(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean, std)`` per feature of the training set, for ``(x - mean) / std`` (LeCun et al. 1998).
 
-    Constant features (e.g. the always-blank corner pixels of the digits) are centred but not scaled.
+    A constant feature (e.g. an always-blank corner pixel of the digits) gets ``std = 1``: it is centred,
+    not scaled, so a test example where that pixel is not blank does not become an outlier of size 1/eps.
     """
+    x_train = np.asarray(x_train, dtype=float)
+    if x_train.ndim != 2 or len(x_train) < 2:
+        raise ValueError(f"x_train must be a 2-D array with at least two rows, got shape {x_train.shape}")
     mean = x_train.mean(axis=0)
     std = x_train.std(axis=0)
     std[std == 0] = 1.0
+    return mean, std
+
+
+def _standardize(x_train: np.ndarray, x_test: np.ndarray):
+    """Zero mean, unit variance per feature, with statistics from the training set only."""
+    mean, std = standardizer(x_train)
     return (x_train - mean) / std, (x_test - mean) / std
 
 
@@ -91,12 +100,11 @@ def digits(standardize: bool = False, test_fraction: float = 0.25, seed: int | N
     ``standardize=False`` keeps the raw 0..16 scale (Ioffe and Szegedy's Fig. 1 setting, "Input
     normalization"); ``True`` standardizes each pixel with training-set statistics. The split is stratified and
     fixed by ``seed``. ``images=True`` returns inputs of shape ``(n, 1, 8, 8)`` instead of ``(n, 64)``.
-    Used by "Mini-batch SGD", "Input normalization", "Internal covariate shift" and later chapters.
     """
     from sklearn.datasets import load_digits
 
     _check_fraction(test_fraction)
-    seed = base_seed() if seed is None else seed
+    seed = resolve(seed)
     bunch = load_digits()
     x_tr, x_te, y_tr, y_te = _split(bunch.data, bunch.target, test_fraction, seed, stratify=True)
     if standardize:
@@ -112,13 +120,12 @@ def mnist1d(n: int = 5000, seed: int | None = None, test_fraction: float = 0.2) 
     Calls ``mnist1d.data.make_dataset`` with the package's default arguments (never ``get_dataset``, which
     downloads). The generator reseeds Python's and NumPy's global random state; we restore both afterwards so
     that calling this does not change anything else a chapter draws. Inputs are already standardized.
-    Used by "Mini-batch SGD" and "BN in practice".
     """
     from mnist1d.data import get_dataset_args, make_dataset
 
     _check_positive_int("n", n, minimum=20)
     _check_fraction(test_fraction)
-    seed = base_seed() if seed is None else seed
+    seed = resolve(seed)
     args = get_dataset_args()
     args.num_samples, args.seed, args.train_split = int(n), int(seed) % 2**32, 1.0 - test_fraction
     py_state, np_state = random.getstate(), np.random.get_state()
@@ -140,7 +147,6 @@ def ill_conditioned_regression(n: int = 1000, d: int = 10, condition_number: flo
     of a linear model (up to a factor 2), therefore has condition number ``condition_number`` when
     ``offset == 0``; a non-zero offset makes it worse. Each feature contributes equally to ``y``
     (``w_j ~ N(0, 1) / s_j``), so after standardization the problem is perfectly conditioned.
-    Used by "Input normalization".
     """
     _check_positive_int("n", n, minimum=4)
     _check_positive_int("d", d)
@@ -149,43 +155,15 @@ def ill_conditioned_regression(n: int = 1000, d: int = 10, condition_number: flo
     if noise < 0:
         raise ValueError(f"noise must be >= 0, got {noise}")
     _check_fraction(test_fraction)
-    seed = base_seed() if seed is None else seed
-    rng = np.random.default_rng(seed)
+    seed = resolve(seed)
+    draw = rng(seed)
     scales = np.logspace(0.0, 0.5 * np.log10(condition_number), d)
-    z = rng.standard_normal((n, d))
-    w = rng.standard_normal(d)
-    y = z @ w + noise * rng.standard_normal(n)
+    z = draw.standard_normal((n, d))
+    w = draw.standard_normal(d)
+    y = z @ w + noise * draw.standard_normal(n)
     x = z * scales + offset
     x_tr, x_te, y_tr, y_te = _split(x, y[:, None], test_fraction, seed, stratify=False)
     return _make(x_tr, x_te, y_tr, y_te, f"ill-conditioned regression (kappa={condition_number:g})", 0)
-
-
-def teacher_student(n: int = 2000, d: int = 20, n_classes: int = 10, hidden: int = 64, depth: int = 2,
-                    test_fraction: float = 0.25, seed: int | None = None) -> Dataset:
-    """Gaussian inputs labelled by a random teacher: a tanh MLP with ``depth`` hidden layers of width ``hidden``.
-
-    The label is the teacher's argmax over ``n_classes`` outputs, so a big enough student can reach 100%.
-    Teacher weights are N(0, 1/fan_in), which keeps its tanh units out of saturation.
-    Used by "A smoother landscape" and "BN in practice".
-    """
-    _check_positive_int("n", n, minimum=4)
-    _check_positive_int("d", d)
-    _check_positive_int("n_classes", n_classes, minimum=2)
-    _check_positive_int("hidden", hidden)
-    _check_positive_int("depth", depth, minimum=0)
-    _check_fraction(test_fraction)
-    seed = base_seed() if seed is None else seed
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, d, generator=gen)
-    widths = [d] + [hidden] * depth + [n_classes]
-    h = x
-    for layer, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
-        h = h @ (torch.randn(fan_in, fan_out, generator=gen) / fan_in**0.5)
-        if layer < depth:
-            h = torch.tanh(h)
-    y = h.argmax(dim=1)
-    x_tr, x_te, y_tr, y_te = _split(x.numpy(), y.numpy(), test_fraction, seed, stratify=False)
-    return _make(x_tr, x_te, y_tr, y_te, f"teacher-student (d={d}, {n_classes} classes)", n_classes)
 
 
 def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator | None = None,
@@ -194,7 +172,6 @@ def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.
 
     ``drop_last=True`` (the default) skips a final short batch, so every batch has exactly ``batch_size``
     examples -- BN's batch statistics depend on the batch size, and a batch of one has no variance.
-    Used by "Mini-batch SGD" and by :func:`bnbook.train.train`.
     """
     if len(x) != len(y):
         raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")

@@ -1,4 +1,4 @@
-"""Batch Normalization from scratch: the functional form.
+"""Batch Normalization and its relatives from scratch: the functional form.
 
 Chapter "The Batch Normalization transform". The forward pass is Algorithm 1 of
 Ioffe and Szegedy (2015), the backward pass is derived by hand (the chapter
@@ -9,10 +9,17 @@ unbiased variance.
 
 :func:`batch_norm` is a drop-in for :func:`torch.nn.functional.batch_norm`:
 same arguments, defaults, outputs and gradients, with clear errors for bad input.
+
+BN's relatives normalize the same way over other axes (Ba et al. 2016; Wu and He 2018):
+:func:`layer_norm` over the last dimensions of each example, :func:`group_norm` over
+groups of channels (and space) of each example. They share :func:`normalize_backward`,
+the hand-derived gradient of ``x_hat = (x - mean) / sqrt(var + eps)`` over any axes, and
+are drop-ins for :func:`torch.nn.functional.layer_norm` and ``group_norm``.
 """
 import torch
 
-__all__ = ["batch_norm", "bn_forward", "bn_backward", "BatchNormFunction", "check_input"]
+__all__ = ["batch_norm", "bn_forward", "bn_backward", "BatchNormFunction", "check_input",
+           "layer_norm", "group_norm", "normalize_forward", "normalize_backward", "check_tensor"]
 
 
 def _reduce_dims(x: torch.Tensor) -> list[int]:
@@ -191,3 +198,128 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None,
     if bias is not None:
         shift = shift + bias
     return torch.addcmul(_per_channel(shift, input), input, _per_channel(scale, input))
+
+
+# --- Layer and Group Normalization ---------------------------------------------------------------
+
+def check_tensor(x, what: str = "normalization") -> None:
+    """Raise a TypeError naming the problem unless ``x`` is a floating-point tensor."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{what} expects a torch.Tensor input, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{what} expects a floating-point tensor, got dtype {x.dtype}; convert it with x.float()")
+
+
+def _check_eps(eps) -> None:
+    if not (isinstance(eps, (int, float)) and eps > 0):
+        raise ValueError(f"eps must be positive (it keeps sqrt(var + eps) away from 0), got {eps!r}")
+
+
+def normalize_forward(x: torch.Tensor, dims: list[int], eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x_hat, inv_std)``: x centred and scaled by its mean and biased variance over ``dims`` (kept)."""
+    var, mean = torch.var_mean(x, dim=dims, correction=0, keepdim=True)
+    inv_std = torch.rsqrt(var + eps)
+    return (x - mean) * inv_std, inv_std
+
+
+def normalize_backward(dx_hat: torch.Tensor, x_hat: torch.Tensor, inv_std: torch.Tensor,
+                       dims: list[int]) -> torch.Tensor:
+    """The gradient through ``x_hat = (x - mean) / sqrt(var + eps)`` over ``dims``, derived by hand.
+
+    With n values per normalized group, ``dx = inv_std * (dx_hat - mean(dx_hat) - x_hat * mean(dx_hat *
+    x_hat))``, the means taken over ``dims``: the same formula as BN's backward, over other axes.
+    """
+    mean_d = dx_hat.mean(dim=dims, keepdim=True)
+    mean_dx = (dx_hat * x_hat).mean(dim=dims, keepdim=True)
+    return inv_std * (dx_hat - mean_d - x_hat * mean_dx)
+
+
+class _AffineNormFunction(torch.autograd.Function):
+    """``y = x_hat * weight + bias`` with ``x_hat`` normalized over ``dims`` of a view of x.
+
+    ``group_shape`` reshapes x before normalizing (GroupNorm: (N, G, -1)); ``param_shape`` views weight and
+    bias so they broadcast against x. The backward recomputes x_hat from x with tracked operations, so a
+    double backward (Hessian-vector products) differentiates the hand-derived formula itself.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, dims, group_shape, param_shape, eps):
+        x_hat, _ = normalize_forward(x.reshape(group_shape), dims, eps)
+        x_hat = x_hat.reshape(x.shape)
+        ctx.save_for_backward(x, weight)
+        ctx.config = dims, group_shape, param_shape, eps
+        y = x_hat if weight is None else x_hat * weight.reshape(param_shape)
+        return y if bias is None else y + bias.reshape(param_shape)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, weight = ctx.saved_tensors
+        dims, group_shape, param_shape, eps = ctx.config
+        x_hat, inv_std = normalize_forward(x.reshape(group_shape), dims, eps)
+        dx_hat = dy if weight is None else dy * weight.reshape(param_shape)
+        dx = normalize_backward(dx_hat.reshape(group_shape), x_hat, inv_std, dims).reshape(x.shape)
+        sum_dims = [d for d in range(dy.dim()) if param_shape[d] == 1]
+        dweight = dbias = None
+        if weight is not None and ctx.needs_input_grad[1]:
+            dweight = (dy * x_hat.reshape(x.shape)).sum(dim=sum_dims)
+        if ctx.needs_input_grad[2]:
+            dbias = dy.sum(dim=sum_dims)
+        return dx, dweight, dbias, None, None, None, None
+
+
+def _check_affine(name, t, shape, x) -> None:
+    if t is None:
+        return
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor or None, got {type(t).__name__}")
+    if tuple(t.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(t.shape)}")
+    if t.dtype != x.dtype:
+        raise TypeError(f"input has dtype {x.dtype} but {name} has dtype {t.dtype}; convert one of them")
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """Drop-in for :func:`torch.nn.functional.layer_norm` (Ba et al. 2016).
+
+    Each example is normalized over its last ``len(normalized_shape)`` dimensions, which must equal
+    ``normalized_shape``; ``weight`` and ``bias`` have that shape. No batch statistics: an example's output
+    does not depend on the other examples, in training and in eval mode alike.
+    """
+    check_tensor(input, "layer norm")
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    k = len(shape)
+    if not shape or not all(isinstance(n, int) and n > 0 for n in shape):
+        raise ValueError(f"normalized_shape must be a positive integer or a tuple of them, got {normalized_shape!r}")
+    if input.dim() < k or tuple(input.shape[-k:]) != shape:
+        raise ValueError(f"layer norm over normalized_shape={shape} needs input whose last {k} dimension(s) are "
+                         f"{shape}, got input of shape {tuple(input.shape)}")
+    _check_eps(eps)
+    _check_affine("weight", weight, shape, input)
+    _check_affine("bias", bias, shape, input)
+    dims = list(range(input.dim() - k, input.dim()))
+    param_shape = [1] * (input.dim() - k) + list(shape)
+    return _AffineNormFunction.apply(input, weight, bias, dims, input.shape, param_shape, eps)
+
+
+def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
+    """Drop-in for :func:`torch.nn.functional.group_norm` (Wu and He 2018).
+
+    ``input`` is ``(N, C, ...)``; the C channels are split into ``num_groups`` groups of C/G channels, and each
+    example is normalized over each group's channels and positions. One group is Layer Normalization over
+    (C, ...); C groups is Instance Normalization. ``weight`` and ``bias`` have one value per channel.
+    """
+    check_tensor(input, "group norm")
+    if input.dim() < 2:
+        raise ValueError(f"group norm needs input of shape (N, C, ...), got shape {tuple(input.shape)}")
+    channels = input.shape[1]
+    if isinstance(num_groups, bool) or not isinstance(num_groups, int) or num_groups < 1:
+        raise ValueError(f"num_groups must be a positive integer, got {num_groups!r}")
+    if channels % num_groups:
+        raise ValueError(f"the {channels} channels of the input cannot be split into num_groups={num_groups} "
+                         "groups of equal size")
+    _check_eps(eps)
+    _check_affine("weight", weight, (channels,), input)
+    _check_affine("bias", bias, (channels,), input)
+    group_shape = (input.shape[0], num_groups, -1)
+    param_shape = [1, channels] + [1] * (input.dim() - 2)
+    return _AffineNormFunction.apply(input, weight, bias, [2], group_shape, param_shape, eps)

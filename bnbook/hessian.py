@@ -3,9 +3,6 @@
 Everything works on a loss written as a *function of the parameters*, ``f(*params) -> scalar``, so that
 ``torch.autograd.functional.vhp`` can differentiate it twice; the Hessian itself is never formed.
 :func:`loss_function` turns a model and a fixed batch into such a function.
-
-Used by "A smoother landscape" (the top eigenvalue over training, 2/lambda_max) and "Higher-order effects" (the
-second-order term of one gradient step, 1/2 eps^2 g^T H g, next to the first-order term eps g^T g).
 """
 from __future__ import annotations
 
@@ -16,6 +13,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.functional import vhp
 from torch.func import functional_call
+
+from .measure import probing
+from .seeding import generator
 
 Params = tuple[torch.Tensor, ...]
 
@@ -39,12 +39,8 @@ def loss_function(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: Call
 
     def f(*tensors: torch.Tensor) -> torch.Tensor:
         state = {**{n: b.clone() for n, b in buffers.items()}, **dict(zip(names, tensors))}
-        was_training = model.training
-        model.train(train_mode)
-        try:
+        with probing(model, train_mode):
             return loss(functional_call(model, state, (x,)), y)
-        finally:
-            model.train(was_training)
     return f, params
 
 
@@ -58,7 +54,8 @@ def _check(f, params) -> Params:
     return params
 
 
-def _dot(a: Params, b: Params) -> torch.Tensor:
+def dot(a: Params, b: Params) -> torch.Tensor:
+    """The inner product of two parameter tuples, sum of the elementwise products."""
     return sum((u * v).sum() for u, v in zip(a, b))
 
 
@@ -84,31 +81,32 @@ def hvp(f, params, v) -> Params:
 def curvature(f, params, direction) -> float:
     """The curvature of ``f`` along ``direction``: d^T H d / d^T d (a Rayleigh quotient of the Hessian)."""
     direction = tuple(direction)
-    norm2 = float(_dot(direction, direction))
+    norm2 = float(dot(direction, direction))
     if norm2 == 0:
         raise ValueError("direction must not be zero")
-    return float(_dot(direction, hvp(f, params, direction))) / norm2
+    return float(dot(direction, hvp(f, params, direction))) / norm2
 
 
-def top_eigenvalue(f, params, iters: int = 20, seed: int = 0, tol: float = 1e-4) -> float:
+def top_eigenvalue(f, params, iters: int = 20, seed: int | None = None, tol: float = 1e-4) -> float:
     """The Hessian eigenvalue of largest magnitude at ``params``, by power iteration on Hessian-vector products.
 
     Stops after ``iters`` products or when the estimate changes by less than ``tol`` (relative). For gradient
-    descent on a quadratic, steps larger than 2 / this value diverge.
+    descent on a quadratic, steps larger than 2 / this value diverge. The random start vector comes from
+    ``seed`` (None: the book's base seed, see :mod:`bnbook.seeding`).
     """
     if iters < 1:
         raise ValueError(f"iters must be at least 1, got {iters}")
     params = _check(f, params)
-    gen = torch.Generator().manual_seed(seed)
+    gen = generator(seed)
     v = tuple(torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in params)
     estimate = 0.0
     for _ in range(iters):
-        norm = torch.sqrt(_dot(v, v))
+        norm = torch.sqrt(dot(v, v))
         if norm == 0:  # v lies in the Hessian's null space
             return 0.0
         v = tuple(u / norm for u in v)
         hv = vhp(f, params, v)[1]
-        new = float(_dot(v, hv))
+        new = float(dot(v, hv))
         converged = abs(new - estimate) <= tol * abs(new)
         estimate, v = new, hv
         if converged:
@@ -120,15 +118,14 @@ def taylor_terms(f, params, lr: float) -> dict[str, float]:
     """The terms of the loss change of one gradient step of size ``lr``, and the change itself.
 
     With g the gradient and H the Hessian, f(p - lr g) - f(p) = -lr g^T g + 1/2 lr^2 g^T H g + ...; returns
-    ``first`` (-lr g^T g), ``second`` (1/2 lr^2 g^T H g) and ``actual`` (the measured change). Used by
-    "Higher-order effects".
+    ``first`` (-lr g^T g), ``second`` (1/2 lr^2 g^T H g) and ``actual`` (the measured change).
     """
     if not lr > 0:
         raise ValueError(f"lr must be positive, got {lr}")
     params = _check(f, params)
     g = gradient(f, params)
-    g2 = float(_dot(g, g))
-    gHg = float(_dot(g, hvp(f, params, g)))
+    g2 = float(dot(g, g))
+    gHg = float(dot(g, hvp(f, params, g)))
     with torch.no_grad():
         actual = float(f(*(p - lr * d for p, d in zip(params, g))) - f(*params))
     return {"first": -lr * g2, "second": 0.5 * lr**2 * gHg, "actual": actual}

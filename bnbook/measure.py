@@ -1,10 +1,14 @@
-"""Probes the chapters share: what a layer sees, how large the gradients are, how curved the loss is.
+"""Probes the chapters share: what a layer sees, how large the gradients are, what BN's batches estimate.
 
-* :func:`capture` and :func:`activation_percentiles` -- record a module's input or output ("Internal covariate
-  shift": Ioffe and Szegedy's Fig. 1 percentiles; "The BN transform").
-* :func:`grad_norms` -- gradient norm per parameter or per layer ("A smoother landscape", "BN in practice").
-* :func:`accuracy` -- eval-mode accuracy ("Mini-batch SGD" and later).
-* :func:`effective_rank` -- entropy-based rank of a representation ("BN in practice": rank collapse).
+* :func:`probing` -- the one way to look inside a model without side effects: mode and buffers (BN's running
+  statistics) are restored on exit, also after an exception.
+* :func:`capture` and :func:`activations` -- a module's input or output.
+* :func:`grad_norms` -- gradient norm per parameter or per module.
+* :func:`accuracy` -- eval-mode accuracy.
+* :func:`random_batches` and :func:`batch_statistics` -- the statistics BN would compute on random mini-batches.
+* :func:`effective_rank` -- entropy-based rank of a representation (rank collapse, Daneshmand et al. 2020).
+
+Second-order probes (Hessian-vector products) are in :mod:`bnbook.hessian`.
 """
 from __future__ import annotations
 
@@ -18,14 +22,29 @@ WHERE = ("input", "output")
 
 
 @contextmanager
-def _mode(model: nn.Module, training: bool):
-    """Run a block with ``model.train(training)`` and restore the previous mode afterwards."""
-    was_training = model.training
-    model.train(training)
+def probing(model: nn.Module, train_mode: bool = False):
+    """Run a block with ``model.train(train_mode)``; restore every module's mode and every buffer on exit.
+
+    Inside, a forward pass in train mode may update BN's running statistics (and ``num_batches_tracked``);
+    they are copied back afterwards, also when the block raises, so a probe leaves the model as it found it.
+    Parameters are not saved: a probe that must change them works on a copy.
+
+    >>> with probing(model, train_mode=True):  # doctest: +SKIP
+    ...     out = model(x)        # normalized with the statistics of x
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    modes = [(m, m.training) for m in model.modules()]
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    model.train(train_mode)
     try:
-        yield
+        yield model
     finally:
-        model.train(was_training)
+        with torch.no_grad():
+            for b, saved in buffers:
+                b.copy_(saved)
+        for m, was_training in modes:
+            m.training = was_training
 
 
 @contextmanager
@@ -67,38 +86,16 @@ def activations(model: nn.Module, x: torch.Tensor, module: nn.Module, where: str
     ``train_mode=True`` normalizes with the statistics of ``x`` itself (BN's training behaviour); BN's running
     statistics are restored afterwards, so probing never changes the model.
     """
-    buffers = [b.clone() for b in model.buffers()] if train_mode else []
-    with _mode(model, train_mode), capture({"m": module}, where) as seen:
+    with probing(model, train_mode), capture({"m": module}, where) as seen:
         model(x)
-    for saved, b in zip(buffers, model.buffers()):
-        b.copy_(saved)
     if "m" not in seen:
         raise ValueError("the module was not called during model(x); pass a module that is part of the model")
     return seen["m"]
 
 
-def activation_percentiles(model: nn.Module, x: torch.Tensor, module: nn.Module, q=(15, 50, 85),
-                           where: str = "output", unit: int | None = None, train_mode: bool = False) -> np.ndarray:
-    """Percentiles ``q`` of a module's input or output over the examples in ``x``.
-
-    ``unit=None`` pools all units; an index picks one unit (channel), as in Ioffe and Szegedy's Fig. 1, which
-    tracks the 15th, 50th and 85th percentile of the input of one sigmoid during training. Returns a float array
-    of ``len(q)``. Used by "Internal covariate shift".
-    """
-    q = np.asarray(q, dtype=float)
-    if q.ndim != 1 or np.any((q < 0) | (q > 100)):
-        raise ValueError(f"q must be a list of percentiles between 0 and 100, got {q.tolist()}")
-    a = activations(model, x, module, where, train_mode)
-    if unit is not None:
-        if not -a.shape[1] <= unit < a.shape[1]:
-            raise ValueError(f"unit {unit} is out of range: the layer has {a.shape[1]} units")
-        a = a[:, unit]
-    return np.percentile(a.double().numpy().ravel(), q)
-
-
 def grad_norms(model: nn.Module, by: str = "parameter") -> dict[str, float]:
     """The L2 norm of the current gradient, per parameter (``'fc1.weight'``) or per module (``'fc1'``, all its
-    parameters together). Call after ``loss.backward()``. Used by "A smoother landscape" and "BN in practice".
+    parameters together). Call after ``loss.backward()``.
     """
     if by not in ("parameter", "module"):
         raise ValueError(f"unknown by {by!r}; allowed: 'parameter', 'module'")
@@ -118,15 +115,44 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """Fraction of ``x`` classified as ``y``, in eval mode (BN uses running statistics); the mode is restored."""
     if len(x) != len(y):
         raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
-    with _mode(model, False):
+    with probing(model, train_mode=False):
         return (model(x).argmax(dim=1) == y).float().mean().item()
+
+
+def random_batches(n: int, batch_size: int, n_batches: int, generator: torch.Generator | None = None
+                   ) -> torch.Tensor:
+    """``(n_batches, batch_size)`` indices: each row a uniformly random set of distinct indices below ``n``.
+
+    The indices of the ``batch_size`` largest of ``n`` i.i.d. uniform numbers form a uniform random subset; this
+    draws all rows at once instead of one ``randperm`` per row.
+    """
+    for name, value in [("n", n), ("batch_size", batch_size), ("n_batches", n_batches)]:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if batch_size > n:
+        raise ValueError(f"batch_size={batch_size} is larger than the {n} examples available")
+    return torch.rand(n_batches, n, generator=generator).topk(batch_size, dim=1).indices
+
+
+def batch_statistics(values: torch.Tensor, batch_size: int, n_batches: int,
+                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Means and biased variances of ``n_batches`` random mini-batches of ``batch_size`` rows of ``values``.
+
+    ``values`` is ``(N,)`` or ``(N, C)`` (a population sample, or a hidden layer's pre-activations on the
+    training set); the rows of a batch are distinct. Returns ``(means, variances)`` of shape ``(n_batches,)`` or
+    ``(n_batches, C)``: the statistics BN (Algorithm 1) normalizes each of those batches with.
+    """
+    if not isinstance(values, torch.Tensor) or values.ndim not in (1, 2):
+        raise ValueError("values must be a 1-D or 2-D torch tensor (examples first)")
+    idx = random_batches(len(values), batch_size, n_batches, generator)
+    var, mean = torch.var_mean(values[idx], dim=1, correction=0)
+    return mean, var
 
 
 def effective_rank(features: torch.Tensor, center: bool = False) -> float:
     """Effective rank of an ``(n, d)`` representation (Roy and Vetterli 2007): ``exp(H(p))`` with ``p`` the
     singular values normalized to sum to 1. Equals ``k`` for ``k`` equal non-zero singular values and 1 for a
-    rank-one matrix. ``center=True`` first subtracts the mean over examples. Used by "BN in practice" to show
-    rank collapse with depth (Daneshmand et al. 2020).
+    rank-one matrix. ``center=True`` first subtracts the mean over examples. 2020).
     """
     if not isinstance(features, torch.Tensor) or features.dim() != 2:
         raise ValueError("features must be a 2-D tensor of shape (n_examples, n_features)")

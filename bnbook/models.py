@@ -13,6 +13,7 @@ Probes find layers by name: :func:`mlp`, :func:`deep_linear` and :func:`small_cn
 """
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 
 import torch
@@ -74,6 +75,17 @@ def _absorbs_bias(norm) -> bool:
     return norm is not None and NORMS[norm][1]
 
 
+def layer_of(parameter_name: str) -> str:
+    """The layer a parameter of a :class:`Net` belongs to: its number for ``fc``/``conv``/``norm`` layers.
+
+    ``'fc2.weight'`` and ``'norm2.bias'`` -> ``'2'`` (a layer is its linear map together with its
+    normalization), ``'out.bias'`` -> ``'out'``. The one parser of the book's layer names.
+    """
+    top = parameter_name.split(".", 1)[0]
+    match = re.search(r"(\d+)$", top)
+    return match[1] if match else top
+
+
 class Net(nn.Sequential):
     """An ``nn.Sequential`` with named layers and shortcuts for probes (see the module docstring)."""
 
@@ -112,7 +124,6 @@ def mlp(in_features: int, hidden=(100, 100, 100), out_features: int = 10, activa
     A linear layer directly followed by BN has no bias (BN would subtract it). ``init_std=None`` keeps torch's
     default init; a float draws every weight from N(0, init_std^2) with zero biases (Ioffe and Szegedy's Fig. 1
     uses small Gaussian weights). ``bias=False`` removes all biases (deep linear chains).
-    Used by "Mini-batch SGD", "Internal covariate shift", "Are gamma and beta redundant?", "BN in practice".
     """
     _choice("activation", activation, list(ACTIVATIONS))
     _choice("placement", placement, list(PLACEMENTS))
@@ -149,7 +160,6 @@ def deep_linear(in_features: int, width: int, depth: int, out_features: int, nor
     """A deep linear chain without biases: ``depth`` hidden linear layers of ``width`` (each followed by
     ``norm`` if given) and a linear output layer. Santurkar et al. measure ICS on such nets; Goodfellow et al.
     (sec. 8.7.1) use the chain to explain higher-order effects.
-    Used by "Higher-order effects" and "Internal covariate shift".
     """
     _positive_ints(width=width, depth=depth)
     return mlp(in_features, [width] * depth, out_features, activation="identity", norm=norm,
@@ -175,7 +185,7 @@ def small_cnn(in_channels: int = 1, n_classes: int = 10, norm: str | None = None
     """Three 3x3 conv layers (``width``, ``2*width``, ``2*width`` channels, a 2x2 max-pool after the second),
     global average pooling and a linear classifier ``out``. Each conv is followed by ``norm`` (per channel,
     BatchNorm2d) and then the activation. Accepts ``(N, C, S, S)`` images or flat ``(N, C*S*S)`` rows, so the
-    same :func:`bnbook.data.digits` split feeds both the MLP and the CNN. Used by "BN in practice".
+    same :func:`bnbook.data.digits` split feeds both the MLP and the CNN.
     """
     _choice("activation", activation, list(ACTIVATIONS))
     norm = _norm_kind(norm)
@@ -243,7 +253,7 @@ def residual_mlp(in_features: int, width: int = 64, n_blocks: int = 4, out_featu
                  norm: str | None = None, skipinit: bool = False, activation: str = "relu") -> ResidualMLP:
     """A pre-activation residual MLP (see :class:`ResidualBlock`); ``model.blocks[i].branch`` is the i-th
     residual branch. ``skipinit=True`` adds De and Smith's zero-initialized scalar to each branch, the
-    normalization-free alternative to BN. Used by "BN in practice".
+    normalization-free alternative to BN.
     """
     _choice("activation", activation, list(ACTIVATIONS))
     norm = _norm_kind(norm)

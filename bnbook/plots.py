@@ -15,7 +15,7 @@ import numpy as np
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 
-from .train import History, _check_metric
+from .train import History, check_metric
 
 # One colour per variant, the same in every chapter (Okabe-Ito, readable for colour-blind readers).
 COLORS = {
@@ -80,7 +80,7 @@ def _runs(runs, metric: str, x):
         raise TypeError("runs must be all History objects or all arrays, not a mix")
     if n_histories:
         if metric != "step_loss":
-            _check_metric(metric)
+            check_metric(metric)
         for h in runs:
             ys = np.asarray(getattr(h, metric), float)
             xs = np.arange(1.0, len(ys) + 1) if metric == "step_loss" else np.asarray(h.steps, float)
@@ -110,7 +110,7 @@ def seed_band(ax, runs, x=None, label: str | None = None, color: str | None = No
     as ``'test_acc'``, or ``'step_loss'`` for the loss of every mini-batch) or of equal-length 1-D
     arrays (``x`` gives their x values; a run with a NaN or infinity counts as diverged there). Diverged runs are
     left out of the band: their curve up to the divergence is dotted and an x marks where they diverged.
-    Returns ``ax``. Used by every chapter that compares variants over seeds.
+    Returns ``ax``.
     """
     runs = _runs(runs, metric, x)
     color = color or "#000000"
@@ -139,9 +139,8 @@ def percentile_bands(ax, steps, p15, p50, p85, color: str | None = None, label: 
                      alpha: float = 0.2):
     """Median line between the 15th and 85th percentile band, as in Ioffe and Szegedy's Fig. 1(b, c).
 
-    Accepts three sequences of equal length (e.g. columns of stacked
-    :func:`bnbook.measure.activation_percentiles`). Non-finite points are skipped. Used by "Internal covariate
-    shift". Returns ``ax``.
+    Accepts three sequences of equal length (e.g. the percentiles a probe recorded during training).
+    Non-finite points are skipped. Returns ``ax``.
     """
     steps, lo, mid, hi = (np.asarray(a, dtype=float) for a in (steps, p15, p50, p85))
     if not len(steps) == len(lo) == len(mid) == len(hi):
@@ -157,31 +156,40 @@ def percentile_bands(ax, steps, p15, p50, p85, color: str | None = None, label: 
 
 
 def sweep(ax, values, runs_per_value, metric: str = "test_acc", label: str | None = None,
-          color: str | None = None, log: bool = True):
+          color: str | None = None, log: bool = True, row: int = 0):
     """A final metric (median over seeds, min-max error bars) against a hyperparameter such as the learning rate.
 
-    ``runs_per_value[i]`` is the list of :class:`~bnbook.train.History` trained with ``values[i]``. A value at
-    which any seed diverged is marked with an x on the axis bottom instead of a point. Returns ``ax``.
+    ``runs_per_value[i]`` is the list of :class:`~bnbook.train.History` trained with ``values[i]``; ``metric`` is
+    an evaluated metric (its final value) or a function of a History (e.g. ``lambda h: h.first_step(...)``),
+    NaN or None for a diverged run. The point is
+    the median over the seeds that did not diverge; where some seeds diverged it is annotated "k/n div."; where
+    all diverged an x marks the value near the bottom of the axes. ``row`` lifts those x marks (row 0 lowest) so
+    that several curves on one axes keep their markers apart. Returns ``ax``.
     """
-    _check_metric(metric)
+    if not callable(metric):
+        check_metric(metric)
     if len(values) != len(runs_per_value):
         raise ValueError(f"got {len(values)} values but {len(runs_per_value)} lists of runs")
+    value_of = metric if callable(metric) else (lambda h: h.final(metric))
     color = color or "#000000"
     good_x, med, lo, hi, bad_x = [], [], [], [], []
     for v, runs in zip(values, runs_per_value):
-        finals = [h.final(metric) for h in runs]
-        if any(h.diverged for h in runs) or not all(np.isfinite(finals)):
+        finals = [f for f in (value_of(h) for h in runs if not h.diverged) if f is not None and np.isfinite(f)]
+        if not finals:
             bad_x.append(v)
             continue
         good_x.append(v)
         med.append(np.median(finals))
         lo.append(np.median(finals) - min(finals))
         hi.append(max(finals) - np.median(finals))
+        if len(finals) < len(runs):
+            ax.annotate(f"{len(runs) - len(finals)}/{len(runs)} div.", (v, med[-1]), textcoords="offset points",
+                        xytext=(4, 4), fontsize="x-small", color=color)
     if good_x:
         ax.errorbar(good_x, med, yerr=[lo, hi], color=color, marker="o", capsize=3, label=label)
     if bad_x:
-        ax.plot(bad_x, [0.0] * len(bad_x), color=color, transform=ax.get_xaxis_transform(), clip_on=False,
-                **DIVERGED_MARKER, label=f"{label}: diverged" if label else "diverged")
+        ax.plot(bad_x, [0.03 + 0.06 * row] * len(bad_x), color=color, transform=ax.get_xaxis_transform(),
+                clip_on=False, **DIVERGED_MARKER, label=f"{label}: diverged" if label else "diverged")
     if log:
         ax.set_xscale("log")
     return ax

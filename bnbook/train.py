@@ -2,7 +2,6 @@
 
 A run whose loss becomes non-finite or explodes is stopped and recorded as diverged (``History.diverged``);
 :func:`train` never raises for that and never stores a NaN, so plots and claims can read a history as is.
-Used by every chapter that trains a network, from "Mini-batch SGD" to "BN in practice".
 """
 from __future__ import annotations
 
@@ -12,14 +11,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from .data import Dataset, batches
-from .seeds import base_seed, seeds as default_seeds
+from .measure import probing
+from .display import progress_bar
+from .seeding import base_seed, seeds as default_seeds
 
 OPTIMIZERS = ("sgd", "adam")
+DIVERGE_FACTOR = 100.0
 LOSSES = ("cross_entropy", "mse")
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
 
@@ -54,23 +56,98 @@ class History:
 
         >>> h.at(300, "test_acc")  # doctest: +SKIP
         """
-        _check_metric(metric)
+        check_metric(metric)
         if step in self.steps:
             return getattr(self, metric)[self.steps.index(step)]
         if self.diverged and step >= self.diverged_at:
             return math.nan
         raise ValueError(f"step {step} was not evaluated; evaluated steps: {self.steps}")
 
+    def series(self, metric: str = "test_acc") -> tuple[np.ndarray, np.ndarray]:
+        """``(steps, values)`` of an evaluated metric as arrays (what a plot of this run draws)."""
+        check_metric(metric)
+        return np.asarray(self.steps, dtype=int), np.asarray(getattr(self, metric), dtype=float)
+
+    def probe_series(self, key: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(steps, values)`` of the callback's results; ``key`` picks one entry of dict-valued results.
+
+        >>> steps, kappa = h.probe_series("kappa")  # doctest: +SKIP
+        """
+        if not self.probes:
+            raise ValueError("this run recorded no probes; pass callback=... to train()")
+        steps = np.array([s for s, _ in self.probes], dtype=int)
+        values = [v for _, v in self.probes]
+        if key is not None:
+            if not all(isinstance(v, dict) and key in v for v in values):
+                keys = sorted(values[0]) if isinstance(values[0], dict) else "none (results are not dicts)"
+                raise ValueError(f"probe key {key!r} not in every probe result; keys: {keys}")
+            values = [v[key] for v in values]
+        return steps, np.asarray(values, dtype=float)
+
+    def window(self, metric: str = "train_loss", start: int = 0, stop: int | None = None) -> np.ndarray:
+        """The values of ``metric`` evaluated at steps ``start <= step <= stop`` (``stop=None``: to the end)."""
+        steps, values = self.series(metric)
+        keep = (steps >= start) & (steps <= (steps.max(initial=0) if stop is None else stop))
+        return values[keep]
+
+    def first_step(self, metric: str, target: float, below: bool | None = None) -> int | None:
+        """The first evaluated step at which ``metric`` reaches ``target``; None if it never does.
+
+        "Reaches" means ``<= target`` for losses and ``>= target`` for accuracies (``below`` overrides).
+        """
+        below = metric.endswith("loss") if below is None else below
+        steps, values = self.series(metric)
+        hit = values <= target if below else values >= target
+        return int(steps[hit][0]) if hit.any() else None
+
     def final(self, metric: str = "test_acc") -> float:
         """``metric`` at the last evaluation; NaN if the run diverged (its last value is not a result)."""
-        _check_metric(metric)
+        check_metric(metric)
         values = getattr(self, metric)
         return math.nan if self.diverged or not values else values[-1]
 
 
-def _check_metric(metric: str) -> None:
+def check_metric(metric: str) -> None:
+    """Raise a ValueError naming the allowed metrics if ``metric`` is not one of :data:`METRICS`."""
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; allowed: {', '.join(map(repr, METRICS))}")
+
+
+def divergence_limit(initial_loss: float, factor: float = DIVERGE_FACTOR) -> float:
+    """The default loss above which a run counts as diverged: ``factor * max(1, |initial loss|)``."""
+    return factor * max(1.0, abs(initial_loss))
+
+
+def has_diverged(value: float, limit: float) -> bool:
+    """The book's one rule for divergence: ``value`` is non-finite or above ``limit``.
+
+    Every loop in bnbook that can blow up (training, gradient descent on a quadratic, SGD paths) stops at the
+    first such value and records it as a divergence (``limit`` from :func:`divergence_limit` by default).
+    """
+    return not (math.isfinite(value) and value <= limit)
+
+
+class Runs(list):
+    """The result of :func:`run_seeds`: a list of :class:`History` (one per seed) plus the trained models.
+
+    ``runs.models[i]`` is the model trained with ``runs.seeds[i]``; ``runs.final(metric)`` and
+    ``runs.at(step, metric)`` give one value per seed as an array (NaN for a diverged seed).
+    """
+
+    def __init__(self, histories, models, seeds):
+        super().__init__(histories)
+        self.models = list(models)
+        self.seeds = list(seeds)
+
+    def final(self, metric: str = "test_acc") -> np.ndarray:
+        return np.array([h.final(metric) for h in self])
+
+    def at(self, step: int, metric: str = "test_acc") -> np.ndarray:
+        return np.array([h.at(step, metric) for h in self])
+
+    @property
+    def n_diverged(self) -> int:
+        return sum(h.diverged for h in self)
 
 
 def _loss_fn(loss: str, data: Dataset) -> Callable:
@@ -112,7 +189,7 @@ def _check_args(model, data, steps, lr, batch_size, eval_every, callback_every) 
 
 
 @contextmanager
-def _threads(n: int | None):
+def threads(n: int | None):
     """Run a block with ``torch.set_num_threads(n)`` (unchanged if ``n`` is None), then restore."""
     before = torch.get_num_threads()
     if n is not None:
@@ -131,15 +208,13 @@ def _batch_stream(data: Dataset, batch_size: int, generator: torch.Generator):
 @torch.no_grad()
 def _evaluate(model, data: Dataset, loss_fn, history: History, step: int) -> bool:
     """Append whole-set losses (and accuracies) at ``step``; False, appending nothing, if any is non-finite."""
-    was_training = model.training
-    model.eval()
     row = {}
-    for split, x, y in [("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)]:
-        out = model(x)
-        row[f"{split}_loss"] = loss_fn(out, y).item()
-        if data.is_classification:
-            row[f"{split}_acc"] = (out.argmax(dim=1) == y).float().mean().item()
-    model.train(was_training)
+    with probing(model, train_mode=False):
+        for split, x, y in [("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)]:
+            out = model(x)
+            row[f"{split}_loss"] = loss_fn(out, y).item()
+            if data.is_classification:
+                row[f"{split}_acc"] = (out.argmax(dim=1) == y).float().mean().item()
     if not all(math.isfinite(v) for v in row.values()):
         return False
     history.steps.append(step)
@@ -149,9 +224,8 @@ def _evaluate(model, data: Dataset, loss_fn, history: History, step: int) -> boo
 
 
 def _probe(callback, model, step: int, history: History) -> None:
-    was_training = model.training
-    value = callback(model, step)
-    model.train(was_training)
+    with probing(model, train_mode=model.training):  # a probe leaves mode and BN statistics as it found them
+        value = callback(model, step)
     if value is not None:
         history.probes.append((step, value))
 
@@ -168,8 +242,9 @@ def train(model: torch.nn.Module, data: Dataset, steps: int, lr: float, batch_si
     :func:`run_seeds`. Whole-set metrics are evaluated at step 0, every ``eval_every`` steps (default
     ``steps // 20``) and at the end. ``callback(model, step)`` runs at step 0 and every ``callback_every`` steps
     (default ``eval_every``) after the update, when ``p.grad`` still holds that step's gradient; non-None return
-    values go to ``History.probes``. A loss that is non-finite or above ``diverge_threshold`` (default:
-    100 x max(1, initial training loss)) stops the run and marks it diverged.
+    values go to ``History.probes``. A loss that :func:`has_diverged` (non-finite or above
+    ``diverge_threshold``, default :func:`divergence_limit` of the initial training loss) stops the run and
+    marks it diverged.
 
     ``num_threads=1`` runs torch on one thread during training (restored afterwards): the book's nets are too
     small to gain from more, and on a busy 2-core machine two threads per process made runs up to 10x slower.
@@ -183,10 +258,10 @@ def train(model: torch.nn.Module, data: Dataset, steps: int, lr: float, batch_si
     callback_every = callback_every or eval_every
     history = History(seed=seed, lr=lr)
     start = time.perf_counter()
-    with _threads(num_threads), torch.random.fork_rng(devices=[]):
+    with threads(num_threads), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         stream = _batch_stream(data, batch_size, torch.Generator().manual_seed(seed))
-        with tqdm(total=steps, disable=not progress, desc=desc, leave=False) as bar:
+        with progress_bar(total=steps, progress=progress, desc=desc, leave=False) as bar:
             _run(model, data, steps, loss_fn, opt, stream, eval_every, callback, callback_every, diverge_threshold,
                  history, bar)
     history.seconds = time.perf_counter() - start
@@ -197,8 +272,7 @@ def _run(model, data, steps, loss_fn, opt, stream, eval_every, callback, callbac
     if not _evaluate(model, data, loss_fn, history, 0):
         history.diverged, history.diverged_at = True, 0
         return
-    if threshold is None:
-        threshold = 100.0 * max(1.0, history.train_loss[0])
+    limit = divergence_limit(history.train_loss[0]) if threshold is None else threshold
     if callback is not None:
         _probe(callback, model, 0, history)
     model.train()
@@ -206,7 +280,7 @@ def _run(model, data, steps, loss_fn, opt, stream, eval_every, callback, callbac
         xb, yb = next(stream)
         loss = loss_fn(model(xb), yb)
         value = loss.item()
-        if not (math.isfinite(value) and value <= threshold):
+        if has_diverged(value, limit):
             history.diverged, history.diverged_at = True, step
             break
         opt.zero_grad(set_to_none=True)
@@ -224,12 +298,12 @@ def _run(model, data, steps, loss_fn, opt, stream, eval_every, callback, callbac
 
 
 def run_seeds(make_model: Callable[[], torch.nn.Module], data: Dataset, seeds=3, progress: bool = True,
-              desc: str | None = None, **train_kwargs) -> list[History]:
+              desc: str | None = None, **train_kwargs) -> Runs:
     """Train a fresh ``make_model()`` per seed; the seed fixes both the init and the batch order.
 
-    ``seeds`` is a list of seeds or a count ``n`` (then :func:`bnbook.seeds.seeds` gives ``n`` seeds from the
+    ``seeds`` is a list of seeds or a count ``n`` (then :func:`bnbook.seeding.seeds` gives ``n`` seeds from the
     book's base seed, so ``BNBOOK_SEED`` moves them). Other keyword arguments go to :func:`train`. One progress
-    bar counts the seeds. Used wherever a chapter shows a seed band.
+    bar counts the seeds. Returns :class:`Runs`: the histories, and the trained models in ``runs.models``.
     """
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         seeds = default_seeds(seeds)
@@ -238,10 +312,11 @@ def run_seeds(make_model: Callable[[], torch.nn.Module], data: Dataset, seeds=3,
         raise ValueError("seeds must name at least one seed")
     if "seed" in train_kwargs or "progress" in train_kwargs:
         raise ValueError("run_seeds sets seed and progress itself; pass seeds=[...] and progress=...")
-    histories = []
-    for seed in tqdm(seeds, disable=not progress, desc=desc, leave=False):
+    histories, models = [], []
+    for seed in progress_bar(seeds, progress=progress, desc=desc, leave=False):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = make_model()
         histories.append(train(model, data, seed=seed, progress=False, **train_kwargs))
-    return histories
+        models.append(model)
+    return Runs(histories, models, seeds)

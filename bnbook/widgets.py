@@ -14,24 +14,17 @@ Controls are ipywidgets or short-hands: a tuple ``(min, max, step)`` makes a
 slider (integer if all three are ints), a list makes a dropdown, anything else is
 passed to the plot function as a fixed value.
 
-The BN transform's own explorer is :func:`bn_transform_explorer`; its plot
-function is :func:`plot_bn_transform`, its data :func:`sample`.
+Each chapter's own plot functions and explorers live in ``bnbook.chapters.<chapter>``.
 """
-import math
+import re
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
-import numpy as np
-import torch
 from IPython.display import HTML
 from matplotlib.animation import FuncAnimation
 
-from .functional import bn_forward
 
-__all__ = [
-    "explorer", "static_frames",
-    "DISTRIBUTIONS", "sample", "batch_statistics", "plot_bn_transform", "bn_transform_explorer",
-]
+__all__ = ["explorer", "static_frames"]
 
 
 # --- the generic scaffold ---------------------------------------------------------------
@@ -116,114 +109,6 @@ def static_frames(plot_fn, param, values, *, figsize=(9, 3), dpi=60, interval=90
     with plt.rc_context({"savefig.dpi": dpi}):  # to_jshtml saves frames at savefig.dpi, not fig.dpi
         html = anim.to_jshtml(default_mode="once")
     plt.close(fig)  # otherwise the inline backend also shows the last frame
-    return HTML(html)
-
-
-# --- the BN transform explorer ------------------------------------------------------------
-
-# Populations with mean and standard deviation far from 0 and 1, so normalizing visibly matters.
-DISTRIBUTIONS = {
-    "gaussian": dict(mean=2.0, std=1.5),
-    "uniform": dict(mean=2.0, std=6.0 / math.sqrt(12.0)),   # U(-1, 5)
-    "skewed": dict(mean=2.5, std=1.5),                      # 1 + Exponential(scale 1.5)
-    "bimodal": dict(mean=1.5, std=math.sqrt(0.25 + 6.25)),  # N(-1, .5^2) and N(4, .5^2), equal weights
-}
-
-
-def sample(distribution, shape, generator=None):
-    """Draw float64 samples of one of :data:`DISTRIBUTIONS` (a torch tensor of ``shape``)."""
-    if distribution not in DISTRIBUTIONS:
-        raise ValueError(f"unknown distribution {distribution!r}; choose one of {sorted(DISTRIBUTIONS)}")
-    g = generator
-    if distribution == "gaussian":
-        return 2.0 + 1.5 * torch.randn(shape, generator=g, dtype=torch.float64)
-    if distribution == "uniform":
-        return -1.0 + 6.0 * torch.rand(shape, generator=g, dtype=torch.float64)
-    if distribution == "skewed":
-        u = torch.rand(shape, generator=g, dtype=torch.float64)
-        return 1.0 - 1.5 * torch.log1p(-u)
-    side = torch.rand(shape, generator=g, dtype=torch.float64) < 0.5
-    return torch.where(side, -1.0, 4.0) + 0.5 * torch.randn(shape, generator=g, dtype=torch.float64)
-
-
-def batch_statistics(distribution, batch_size, n_batches, generator=None):
-    """Batch means and biased batch variances of ``n_batches`` independent mini-batches."""
-    if batch_size < 2:
-        raise ValueError(f"a batch variance needs batch_size >= 2, got {batch_size}")
-    x = sample(distribution, (n_batches, batch_size), generator)
-    var, mean = torch.var_mean(x, dim=1, correction=0)
-    return mean, var
-
-
-def _normalize_batches(x, gamma, beta):
-    """Algorithm 1 applied to each row of x (one row = one mini-batch of one feature).
-
-    The rows of x are the columns of x.T, which bnbook's BN treats as separate features.
-    """
-    return gamma * bn_forward(x.T)[0].T + beta
-
-
-BATCH_SIZES = (2, 4, 8, 16, 32, 64, 128, 256)
-
-
-def plot_bn_transform(fig, distribution="gaussian", batch_size=16, gamma=1.0, beta=0.0,
-                      n_batches=400, seed=0):
-    """Three panels: the input, the output of BN over many mini-batches, the batch-statistic noise.
-
-    The output histogram pools ``n_batches`` mini-batches, each normalized with its own
-    mean and variance; its shape is the input's shape (BN shifts and scales, it does not
-    make data Gaussian) and its mean and standard deviation are beta and about gamma.
-    The right panel shows how much the batch mean and the batch standard deviation vary
-    from one mini-batch to the next, against batch size, for the chosen distribution.
-    """
-    g = torch.Generator().manual_seed(seed)
-    pop = DISTRIBUTIONS[distribution]
-    x = sample(distribution, (n_batches, batch_size), g)
-    y = _normalize_batches(x, gamma, beta)
-    ax_in, ax_out, ax_noise = fig.subplots(1, 3)
-
-    ax_in.hist(x.flatten().numpy(), bins=40, density=True, color="0.6")
-    ax_in.axvline(pop["mean"], color="k", lw=1)
-    ax_in.set_title(f"input x ({distribution})")
-    ax_in.set_xlabel("x")
-
-    ax_out.hist(y.flatten().numpy(), bins=40, density=True, color="C0")
-    ax_out.axvline(beta, color="k", lw=1)
-    ax_out.set_title(f"output y, batch size {batch_size}")
-    mean, std = round(y.mean().item(), 2) + 0.0, y.std().item()   # + 0.0 turns -0.0 into 0.0
-    ax_out.set_xlabel(f"y   (mean {mean:.2f}, std {std:.2f})")
-    ax_out.set_xlim(beta - 4 * max(abs(gamma), 0.25), beta + 4 * max(abs(gamma), 0.25))
-
-    sizes = np.array(BATCH_SIZES)
-    sd_mean, sd_std = [], []
-    for b in sizes:
-        mean, var = batch_statistics(distribution, int(b), n_batches, g)
-        sd_mean.append(mean.std().item() / pop["std"])
-        sd_std.append(var.sqrt().std().item() / pop["std"])
-    ax_noise.loglog(sizes, sd_mean, "o-", label="batch mean")
-    ax_noise.loglog(sizes, sd_std, "s-", label="batch std")
-    ax_noise.loglog(sizes, 1 / np.sqrt(sizes), "k--", lw=1, label=r"$1/\sqrt{B}$")
-    ax_noise.axvline(batch_size, color="C3", lw=1)
-    ax_noise.set_xticks(sizes[::2], [str(b) for b in sizes[::2]])
-    ax_noise.set_yticks([0.03, 0.1, 0.3, 1.0], ["0.03", "0.1", "0.3", "1"])
-    ax_noise.minorticks_off()
-    ax_noise.set_xlabel("batch size B")
-    ax_noise.set_ylabel(r"spread across batches / $\sigma$")
-    ax_noise.set_title("batch-statistic noise")
-    ax_noise.legend(fontsize="small")
-    fig.tight_layout()
-
-
-def bn_transform_explorer():
-    """The chapter's widget: distribution, batch size, gamma and beta in; the three panels out."""
-    return explorer(
-        plot_bn_transform,
-        figsize=(10, 3.2),
-        distribution=list(DISTRIBUTIONS),
-        batch_size=widgets.SelectionSlider(options=list(BATCH_SIZES), value=16, description="batch size",
-                                           continuous_update=False),
-        gamma=widgets.FloatSlider(value=1.0, min=0.1, max=3.0, step=0.1, description="gamma",
-                                  continuous_update=False),
-        beta=widgets.FloatSlider(value=0.0, min=-2.0, max=2.0, step=0.1, description="beta",
-                                 continuous_update=False),
-    )
+    # matplotlib links Font Awesome 4's stylesheet from a CDN for its buttons' icons; the book's
+    # theme (and ipywidgets in Jupyter) already provide Font Awesome, and pages load nothing remote.
+    return HTML(re.sub(r'<link[^>]*font-awesome[^>]*>', "", html))

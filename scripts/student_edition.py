@@ -87,6 +87,10 @@ class _Stripper:
         return "".join(kept)
 
 
+# The chapters' promise of folded solutions, which the student edition must not make.
+SOLUTIONS_PROMISE = re.compile(r"[ \t]*Solutions\s+are\s+folded\s+under\s+each\s+exercise\.")
+
+
 def strip_solutions(nb, name: str = "notebook", keep_code: bool = False):
     """Return a copy of notebook ``nb`` (nbformat v4) without its solutions and outputs.
 
@@ -102,7 +106,7 @@ def strip_solutions(nb, name: str = "notebook", keep_code: bool = False):
         if cell.cell_type == "markdown":
             if "solution" in tags:
                 continue
-            cell.source = stripper.markdown(cell.source)
+            cell.source = SOLUTIONS_PROMISE.sub("", stripper.markdown(cell.source))
             if not cell.source.strip():
                 continue
         elif cell.cell_type == "code":

@@ -1,22 +1,9 @@
-"""The documents the book's _toc.yml lists; shared by test_book.py and test_chapters.py."""
-import re
+"""The documents the book's _toc.yml lists; shared by test_book.py and test_chapters.py.
+
+The reader lives in scripts/book_parts.py (the scripts and the instructor's guide use it too).
+"""
+import sys
 from pathlib import Path
 
-import yaml
-
-
-def toc_files(node):
-    """Every ``file:`` entry anywhere in a parsed _toc.yml, without its suffix."""
-    if isinstance(node, dict):
-        if isinstance(node.get("file"), str):
-            yield re.sub(r"\.(ipynb|md)$", "", node["file"])
-        for value in node.values():
-            yield from toc_files(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from toc_files(value)
-
-
-def listed_documents(root: Path) -> list[str]:
-    """The documents listed in ``root/_toc.yml``, in order."""
-    return list(toc_files(yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8"))))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from book_parts import listed_documents, toc_files  # noqa: E402,F401

@@ -139,7 +139,8 @@ def test_training_output_is_standardized_per_channel():
 
 def test_eval_without_running_stats_uses_batch_statistics_like_torch():
     x = torch.randn(5, 3)
-    ours, ref = BatchNorm1d(3, track_running_stats=False).eval(), torch.nn.BatchNorm1d(3, track_running_stats=False).eval()
+    ours = BatchNorm1d(3, track_running_stats=False).eval()
+    ref = torch.nn.BatchNorm1d(3, track_running_stats=False).eval()
     torch.testing.assert_close(ours(x), ref(x))
 
 
@@ -216,3 +217,14 @@ def test_second_derivatives_match_torch(shape):
 
     for ours, ref in zip(hvp(batch_norm), hvp(torch.nn.functional.batch_norm)):
         torch.testing.assert_close(ours, ref, rtol=1e-8, atol=1e-10)
+
+
+def test_state_dict_without_num_batches_tracked_loads_as_torch_does():
+    old = {k: v for k, v in torch.nn.BatchNorm1d(4).state_dict().items() if k != "num_batches_tracked"}
+    ours, ref = BatchNorm1d(4), torch.nn.BatchNorm1d(4)
+    ours.num_batches_tracked.fill_(7)
+    assert not ours.load_state_dict(old, strict=True).missing_keys
+    ref.load_state_dict(old, strict=True)
+    assert ours.num_batches_tracked.item() == ref.num_batches_tracked.item() == 0
+    with pytest.raises(RuntimeError, match="running_var"):
+        BatchNorm1d(4).load_state_dict({k: v for k, v in old.items() if k != "running_var"})

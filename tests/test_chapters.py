@@ -5,6 +5,7 @@ next to ``chapters/``) and returns the problems it finds; the tests run every ch
 notebook in chapters/, so a chapter added later is checked automatically. The last tests make
 sure each check fails on a notebook that breaks its convention.
 """
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -13,13 +14,16 @@ import pytest
 from book_toc import listed_documents
 
 ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("tag_claim_cells", ROOT / "scripts" / "tag_claim_cells.py")
+tag_claim_cells = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(tag_claim_cells)
 CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
-MAX_LINE = 79
 NETWORK = re.compile(r"\burlopen\b|\brequests\.|\bwget\b|\btorchvision\.datasets\b"
                      r"|\bdownload\s*=\s*True\b")
-# A seed written into a chapter instead of taken from bnbook.seeds.
+# A seed written into a chapter instead of taken from bnbook.seeding.
 LITERAL_SEED = re.compile(r"\b(seed_everything|manual_seed|seed|default_rng|RandomState)"
                           r"\(\s*\d|\brandom_state\s*=\s*\d")
+BUILD_TOOL_IMPORT = re.compile(r"^\s*(?:from|import)\s+(myst_nb|jupyter_book|sphinx\w*|nbval)\b", re.MULTILINE)
 FENCE = re.compile(r"^\s*(`{3,}|~{3,}|:{3,})(.*)$")
 PYTHON_FENCE = re.compile(r"^[ \t]*(`{3,})(?:python|py|ipython3?)[ \t]*\n(.*?)^[ \t]*\1[ \t]*$",
                           re.MULTILINE | re.DOTALL)
@@ -102,6 +106,14 @@ def check_has_claims(path, nb):
     return ["no claim( call: every result the text states must be checked by a claim cell"]
 
 
+def check_claim_code_collapsed(path, nb):
+    """A claim cell's code is folded in the HTML (tag hide-input): the reader sees the result box."""
+    tag = tag_claim_cells.TAG
+    return [f"code cell {i} calls claim( but is not tagged {tag} (run scripts/tag_claim_cells.py)"
+            for i, c in enumerate(nb["cells"]) if c.get("cell_type") == "code"
+            and tag_claim_cells.calls_claim(_source(c)) and tag not in c.get("metadata", {}).get("tags", [])]
+
+
 def check_exercises_have_solutions(path, nb):
     markdown = "\n".join(src for _, src in _cells(nb, "markdown"))
     options = [m[1] for m in EXERCISE.finditer(markdown)]
@@ -126,14 +138,15 @@ def check_has_captioned_figure(path, nb):
 def check_seeds_from_one_place(path, nb):
     code = _code_blocks(nb)
     problems = [] if any("seed_everything(" in src for _, src in code) else ["never calls seed_everything("]
-    return problems + [f"{where} fixes its own seed: {line.strip()!r} (use bnbook.seeds)"
+    return problems + [f"{where} fixes its own seed: {line.strip()!r} (use bnbook.seeding)"
                        for where, src in code for line in src.splitlines() if LITERAL_SEED.search(line)]
 
 
-def check_line_length(path, nb):
-    return [f"{where} line {n} has {len(line)} > {MAX_LINE} characters: {line.strip()[:40]!r}..."
-            for where, src in _code_blocks(nb)
-            for n, line in enumerate(src.splitlines(), 1) if len(line) > MAX_LINE]
+def check_runs_without_the_build_tools(path, nb):
+    """Binder and Colab install only the runtime (binder/requirements.txt): no myst_nb, jupyter_book or sphinx
+    in a chapter's code (glue comes from bnbook.display)."""
+    return [f"code cell {i} imports {m[1]}, which Binder and Colab do not have (use bnbook.display.glue)"
+            for i, src in _cells(nb, "code") for m in BUILD_TOOL_IMPORT.finditer(src)]
 
 
 def check_no_network(path, nb):
@@ -161,8 +174,9 @@ def check_listed_in_toc(path, nb):
 
 
 CHECKS = [check_committed_without_outputs, check_format_and_kernel, check_single_title, check_has_claims,
-          check_exercises_have_solutions, check_has_captioned_figure, check_seeds_from_one_place,
-          check_line_length, check_no_network, check_citations_exist, check_listed_in_toc]
+          check_claim_code_collapsed, check_exercises_have_solutions, check_has_captioned_figure,
+          check_seeds_from_one_place, check_no_network, check_runs_without_the_build_tools, check_citations_exist,
+          check_listed_in_toc]
 
 
 def problems(check, path):
@@ -201,7 +215,7 @@ def _good_notebook():
             "cells": [
                 _md("# A chapter\n\nAs {cite:p}`ioffe2015batch` showed.\n\n```python\n# not a title\n```"),
                 _code("from bnbook import claim, seed_everything\nseed = seed_everything()\n"
-                      "claim('one is one', 1 == 1)",
+                      "claim('one is one', 1 == 1)", tags=["hide-input"],
                       mystnb={"figure": {"name": "fig-a", "caption": "A figure."}}),
                 _md("````{exercise} One\n:label: ex-a\n\nDo it.\n````\n\n"
                     "````{solution} ex-a\n:class: dropdown\n\n```python\nprint(1)\n```\n````")]}
@@ -217,6 +231,8 @@ BREAKS = [  # (check, what breaks it)
     (check_single_title, lambda nb, root: nb["cells"].insert(0, _code("x = 1"))),
     (check_single_title, lambda nb, root: nb["cells"].append(_md("# A second title"))),
     (check_has_claims, lambda nb, root: nb["cells"][1].update(source="seed = seed_everything()")),
+    (check_claim_code_collapsed, lambda nb, root: nb["cells"][1]["metadata"].pop("tags")),
+    (check_claim_code_collapsed, lambda nb, root: nb["cells"].append(_code("bnbook.claim('x', True)"))),
     (check_exercises_have_solutions, lambda nb, root: nb["cells"].pop(2)),
     (check_exercises_have_solutions, lambda nb, root: nb["cells"][2].update(
         source="````{exercise} One\n:label: ex-a\nDo it.\n````")),
@@ -225,8 +241,7 @@ BREAKS = [  # (check, what breaks it)
     (check_has_captioned_figure, lambda nb, root: nb["cells"][1]["metadata"]["mystnb"]["figure"].pop("name")),
     (check_seeds_from_one_place, lambda nb, root: nb["cells"][1].update(source="claim('x', True)")),
     (check_seeds_from_one_place, lambda nb, root: nb["cells"].append(_code("torch.manual_seed(0)"))),
-    (check_line_length, lambda nb, root: nb["cells"].append(_code("x = " + "1" * 76))),
-    (check_line_length, lambda nb, root: nb["cells"].append(_md("```python\n" + "x" * 80 + "\n```"))),
+    (check_runs_without_the_build_tools, lambda nb, root: nb["cells"].append(_code("from myst_nb import glue"))),
     *[(check_no_network, lambda nb, root, line=line: nb["cells"].append(_code(line)))
       for line in ["urlopen(url)", "requests.get(url)", "!wget url", "torchvision.datasets.MNIST('.')",
                    "load_data(download=True)"]],
@@ -260,3 +275,19 @@ def test_each_check_fails_on_a_notebook_breaking_it(tmp_path, check, break_it):
     path.write_text(json.dumps(nb))
     found = problems(check, path)
     assert found and all(p.startswith("chapters/demo.ipynb: ") for p in found), found
+
+
+def test_tag_claim_cells_adds_hide_input_once_and_keeps_other_metadata(tmp_path):
+    nb = _good_notebook()
+    nb["cells"][1]["metadata"] = {"tags": ["solution"], "mystnb": {"figure": {"name": "f", "caption": "F."}}}
+    nb["cells"].append(_code("x = 1  # claim( in a comment is no claim"))
+    path = tmp_path / "demo.ipynb"
+    path.write_text(json.dumps(nb))
+    assert tag_claim_cells.tag_notebook(path) == 1
+    once = path.read_text(encoding="utf-8")
+    assert tag_claim_cells.tag_notebook(path) == 0 and path.read_text(encoding="utf-8") == once
+    cells = json.loads(once)["cells"]
+    assert cells[1]["metadata"] == {"tags": ["solution", "hide-input"],
+                                    "mystnb": {"figure": {"name": "f", "caption": "F."}}}
+    assert cells[3]["metadata"] == {} and once.startswith('{\n "cells": [\n  {')
+    assert check_claim_code_collapsed(path, json.loads(once)) == []

@@ -40,7 +40,6 @@ def test_seed_none_follows_bnbook_seed(monkeypatch):
     monkeypatch.setenv("BNBOOK_SEED", "5")
     assert torch.equal(data.digits().x_train, data.digits(seed=5).x_train)
     assert not torch.equal(data.digits().x_train, data.digits(seed=0).x_train)
-    assert torch.equal(data.teacher_student(n=50).y_train, data.teacher_student(n=50, seed=5).y_train)
 
 
 def test_mnist1d_offline_deterministic_and_leaves_global_rng_alone(monkeypatch, tmp_path):
@@ -78,15 +77,6 @@ def test_ill_conditioned_regression_has_the_requested_conditioning():
     assert abs(float(shifted.x_train.mean()) - 5.0) < 1.0
 
 
-def test_teacher_student_labels_are_learnable_classes():
-    d = data.teacher_student(n=400, d=8, n_classes=4, seed=0)
-    assert d.x_train.shape == (300, 8) and d.n_classes == 4
-    assert d.y_train.min() >= 0 and d.y_train.max() <= 3
-    assert len(torch.unique(d.y_train)) >= 3
-    assert torch.equal(d.y_train, data.teacher_student(n=400, d=8, n_classes=4, seed=0).y_train)
-    assert data.teacher_student(n=100, depth=0, seed=0).y_train.shape == (75,)
-
-
 def test_batches_cover_an_epoch_once_in_a_seeded_order():
     x, y = torch.arange(10.0)[:, None], torch.arange(10)
     order = [yb.tolist() for _, yb in data.batches(x, y, 3, torch.Generator().manual_seed(0))]
@@ -105,7 +95,6 @@ def test_batches_cover_an_epoch_once_in_a_seeded_order():
     (lambda: data.digits(test_fraction=1.5), "test_fraction"),
     (lambda: data.mnist1d(n=5), "n must be"),
     (lambda: data.ill_conditioned_regression(condition_number=0.5), "condition_number"),
-    (lambda: data.teacher_student(n_classes=1), "n_classes"),
     (lambda: list(data.batches(torch.zeros(4, 1), torch.zeros(3), 2)), "same length"),
     (lambda: list(data.batches(torch.zeros(4, 1), torch.zeros(4), 8)), "larger than the data set"),
     (lambda: list(data.batches(torch.zeros(4, 1), torch.zeros(4), 0)), "batch_size"),

@@ -1,14 +1,11 @@
 """bnbook.folding: the folds are exact, the probes measure what they say, the self-checks judge fairly."""
-import math
 
 import matplotlib
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
 from bnbook import BatchNorm1d, folding, models  # noqa: E402
 
@@ -117,136 +114,3 @@ def test_folds_refuse_what_cannot_be_folded():
         folding.fold_bn_into_previous(nn.Linear(5, 4), BatchNorm1d(4, track_running_stats=False))
     with pytest.raises(TypeError, match="nn.Sequential"):
         folding.fold_affine(nn.Linear(3, 3))
-
-
-# --- probes ------------------------------------------------------------------------------------
-
-def _batch(seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(64, 6, generator=g), torch.randint(0, 3, (64,), generator=g)
-
-
-def test_step_sources_with_bn_mean_is_betas_alone():
-    torch.manual_seed(0)
-    net = models.mlp(6, (8, 8), 3, activation="tanh", norm="bn")
-    x, y = _batch()
-    result = folding.step_sources(net, x, y, lr=0.5, layer=2)
-    mean = result["mean"]
-    assert mean["all together"] > 1e-4
-    assert mean["lower layers"] < 1e-12 and mean["weights and gamma"] < 1e-12
-    assert math.isclose(mean["bias or beta"], mean["all together"], rel_tol=1e-9)
-    assert result["std"]["bias or beta"] < 1e-12  # beta shifts, it never scales
-
-
-def test_step_sources_without_bn_lower_layers_move_the_mean_and_the_model_is_unchanged():
-    torch.manual_seed(0)
-    net = models.mlp(6, (8, 8), 3, activation="tanh")
-    saved = [p.clone() for p in net.parameters()]
-    x, y = _batch()
-    mean = folding.step_sources(net, x, y, lr=0.5, layer=2)["mean"]
-    assert mean["lower layers"] > 0.05 * mean["all together"]
-    assert all(torch.equal(a, b) for a, b in zip(saved, net.parameters()))
-    assert all(p.grad is None for p in net.parameters())
-    # small steps: the groups' effects add up to first order
-    small = folding.step_sources(net, x, y, lr=1e-4, layer=2)["mean"]
-    assert small["interaction"] < 1e-3 * small["all together"]
-
-
-def test_step_sources_rejects_bad_layer_and_lr():
-    net = models.mlp(6, (8,), 3)
-    x, y = _batch()
-    with pytest.raises(ValueError, match="no module act2"):
-        folding.step_sources(net, x, y, lr=0.1, layer=2)
-    with pytest.raises(ValueError, match="lr must be positive"):
-        folding.step_sources(net, x, y, lr=0.0, layer=1)
-
-
-def test_steps_to_target_with_bn_follows_the_formula_and_divergence_is_recorded():
-    torch.manual_seed(0)
-    net = models.mlp(6, (16, 16), 3, activation="sigmoid", norm="bn")
-    x, _ = _batch()
-    for lr in (1.0, 3.0, 6.0, 10.0):
-        got = folding.steps_to_target(net, x, 2, 1.0, 0.5, lr=lr, max_steps=300)
-        want = folding.predicted_steps(lr, 16, 1.0, 0.5)
-        assert abs(got - want) <= 1, (lr, got, want)
-    assert folding.predicted_steps(40.0, 16, 1.0, 0.5) is None
-    assert folding.steps_to_target(net, x, 2, 1.0, 0.5, lr=40.0) is None
-    assert folding.steps_to_target(net, x, 2, 1.0, 0.5, lr=0.01, max_steps=5) == 6
-    assert folding.predicted_steps(8.0, 16, 1.0, 0.5) == 1  # lr = n_units / 2: one step
-
-
-def test_near_linear_threshold_and_fractions():
-    t = folding.near_linear_threshold(0.8)
-    s = torch.sigmoid(torch.tensor(t, dtype=torch.float64))
-    assert math.isclose((s * (1 - s)).item(), 0.8 * 0.25, rel_tol=1e-9)
-    z = torch.tensor([0.0, 0.5, -0.9, 1.0, -3.0])
-    assert folding.near_linear_fraction(z) == pytest.approx(3 / 5)
-    assert folding.band_fraction(1.0) == pytest.approx(math.erf(t / math.sqrt(2)))
-    g = torch.Generator().manual_seed(0)
-    sample = 1.5 * torch.randn(200_000, generator=g, dtype=torch.float64) + 0.7
-    assert folding.near_linear_fraction(sample) == pytest.approx(folding.band_fraction(1.5, 0.7), abs=0.005)
-    assert np.all(np.diff(folding.band_fraction(np.linspace(0.5, 5, 10))) < 0)
-    for bad in (0.0, 1.0, 1.5):
-        with pytest.raises(ValueError, match="slope"):
-            folding.near_linear_threshold(bad)
-    with pytest.raises(ValueError, match="empty"):
-        folding.near_linear_fraction(torch.tensor([]))
-    with pytest.raises(ValueError, match="non-zero"):
-        folding.band_fraction(0.0)
-
-
-def test_plot_sigmoid_regime_draws_and_returns_the_fraction():
-    fig = plt.figure()
-    frac = folding.plot_sigmoid_regime(fig, gamma=1.0, beta=0.0)
-    assert len(fig.axes) == 3  # two panels and the histogram's twin axis
-    assert frac == pytest.approx(folding.band_fraction(1.0).item(), abs=0.02)
-    assert folding.plot_sigmoid_regime(plt.figure(), gamma=4.0) < 0.3
-    plt.close("all")
-
-
-# --- exercise self-checks ------------------------------------------------------------------------
-
-def test_check_fold_next(capsys):
-    assert folding.check_fold_next(None) is None
-    assert folding.check_fold_next(lambda W, b, g, be: (W * g, W @ be + b)) is True
-    assert folding.check_fold_next(lambda W, b, g, be: (W * g, b)) is False
-    assert "beta is lost" in capsys.readouterr().out
-    assert folding.check_fold_next(lambda W, b, g, be: (W * g, W @ (g * be) + b)) is False
-    assert "not scaled" in capsys.readouterr().out
-    assert folding.check_fold_next(lambda W, b, g, be: (W, W @ be + b)) is False
-    assert folding.check_fold_next(lambda W, b, g, be: 1 / 0) is False
-    assert "ZeroDivisionError" in capsys.readouterr().out
-    with pytest.raises(TypeError):
-        folding.check_fold_next(3)
-
-
-def test_check_fold_previous(capsys):
-    def right(W, b, mean, var, gamma, beta, eps):
-        s = gamma / torch.sqrt(var + eps)
-        return s[:, None] * W, s * (b - mean) + beta
-
-    def no_eps(W, b, mean, var, gamma, beta, eps):
-        s = gamma / torch.sqrt(var)
-        return s[:, None] * W, s * (b - mean) + beta
-
-    def lost_bias(W, b, mean, var, gamma, beta, eps):
-        s = gamma / torch.sqrt(var + eps)
-        return s[:, None] * W, -s * mean + beta
-
-    assert folding.check_fold_previous(None) is None
-    assert folding.check_fold_previous(right) is True
-    assert folding.check_fold_previous(no_eps) is False
-    assert "eps is missing" in capsys.readouterr().out
-    assert folding.check_fold_previous(lost_bias) is False
-    assert "bias b is lost" in capsys.readouterr().out
-    assert folding.check_fold_previous(lambda *a: "no") is False
-
-
-def test_check_threshold(capsys):
-    assert folding.check_threshold(None) is None
-    assert folding.check_threshold(2 * math.acosh(1 / math.sqrt(0.8))) is True
-    assert folding.check_threshold(math.acosh(1 / math.sqrt(0.8))) is False
-    assert "double" in capsys.readouterr().out
-    assert folding.check_threshold(5.0) is False
-    assert folding.check_threshold("0.96") is False
-    assert "expected a number" in capsys.readouterr().out

@@ -1,7 +1,6 @@
 """Tests for bnbook.measure against answers known in closed form."""
 import math
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -26,20 +25,6 @@ def test_capture_records_inputs_and_outputs_then_removes_hooks():
     with pytest.raises(TypeError, match="dict mapping names"):
         with measure.capture([model.act1]):
             pass
-
-
-def test_activation_percentiles_known_values_and_units():
-    model = nn.Sequential(nn.Identity())
-    x = torch.stack([torch.arange(101.0), -torch.arange(101.0)], dim=1)
-    assert np.allclose(measure.activation_percentiles(model, x, model[0], unit=0), [15, 50, 85])
-    assert np.allclose(measure.activation_percentiles(model, x, model[0], q=(0, 100), unit=1), [-100, 0])
-    assert np.allclose(measure.activation_percentiles(model, x, model[0], q=(50,)), [0])
-    with pytest.raises(ValueError, match="unit 2 is out of range"):
-        measure.activation_percentiles(model, x, model[0], unit=2)
-    with pytest.raises(ValueError, match="percentiles between 0 and 100"):
-        measure.activation_percentiles(model, x, model[0], q=(50, 150))
-    with pytest.raises(ValueError, match="was not called"):
-        measure.activation_percentiles(model, x, nn.Identity())
 
 
 def test_probing_in_train_mode_leaves_bn_statistics_and_mode_alone():
@@ -98,3 +83,47 @@ def test_effective_rank_known_answers():
     assert measure.effective_rank(near_copies, center=True) > 3.0  # centring removes the shared direction
     with pytest.raises(ValueError, match="2-D tensor"):
         measure.effective_rank(torch.zeros(3))
+
+
+def test_probing_restores_mode_and_buffers_even_after_an_exception():
+    model = models.mlp(4, (8,), 3, norm="bn")
+    model.eval()
+    model[1].train()  # a mixed state must come back exactly
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(RuntimeError, match="boom"):
+        with measure.probing(model, train_mode=True):
+            assert model.training
+            model(torch.randn(16, 4) * 5 + 3)  # updates BN's running statistics
+            raise RuntimeError("boom")
+    assert not model.training and model[1].training
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_probing_rejects_a_non_module():
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        with measure.probing("model"):
+            pass
+
+
+def test_batch_statistics_of_every_row_are_the_population_statistics():
+    values = torch.arange(10.0)[:, None] * torch.tensor([1.0, -2.0])
+    means, variances = measure.batch_statistics(values, 10, 3, torch.Generator().manual_seed(0))
+    assert torch.allclose(means, values.mean(0).expand(3, 2))
+    assert torch.allclose(variances, values.var(0, correction=0).expand(3, 2))
+    g = torch.Generator().manual_seed(0)
+    pool = torch.randn(500, generator=g)
+    means, _ = measure.batch_statistics(pool, 50, 4000, g)
+    predicted = pool.std(correction=0).item() / math.sqrt(50) * math.sqrt((500 - 50) / 499)
+    assert means.std().item() == pytest.approx(predicted, rel=0.05)
+
+
+def test_random_batches_are_distinct_indices_and_bad_sizes_are_named():
+    idx = measure.random_batches(20, 7, 50, torch.Generator().manual_seed(1))
+    assert idx.shape == (50, 7) and all(len(set(row.tolist())) == 7 for row in idx)
+    with pytest.raises(ValueError, match="larger than the 5 examples"):
+        measure.random_batches(5, 6, 1)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        measure.random_batches(5, 0, 1)
+    with pytest.raises(ValueError, match="torch tensor"):
+        measure.batch_statistics([1.0, 2.0], 1, 1)

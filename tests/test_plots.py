@@ -103,16 +103,19 @@ def test_percentile_bands_skip_non_finite_points():
         plots.percentile_bands(ax, steps, [0], [0], [0])
 
 
-def test_sweep_marks_learning_rates_where_a_seed_diverged():
+def test_sweep_marks_where_seeds_diverged():
     fig, ax = plots.subplots()
-    lrs = [0.01, 0.1, 1.0]
+    lrs = [0.01, 0.1, 1.0, 3.0]
     runs = [[run([0.2, 0.5]), run([0.2, 0.7])], [run([0.2, 0.9]), run([0.2, 0.95])],
-            [run([0.2, 0.9]), run([0.2], diverged_at=4)]]
+            [run([0.2, 0.9]), run([0.2], diverged_at=4)], [run([0.2], diverged_at=2), run([0.2], diverged_at=1)]]
     plots.sweep(ax, lrs, runs, label="plain")
-    [x_mark] = markers(ax)
-    assert list(x_mark.get_xdata()) == [1.0] and ax.get_xscale() == "log"
+    plots.sweep(ax, lrs, [runs[3]] * 4, label="other", row=1)
+    first, second = markers(ax)
+    assert list(first.get_xdata()) == [3.0] and ax.get_xscale() == "log"
+    assert second.get_ydata()[0] > first.get_ydata()[0]  # rows keep the x marks apart
+    assert [t.get_text() for t in ax.texts] == ["1/2 div."]  # lr 1.0: the surviving seed, annotated
     assert np.isfinite(plotted_y(ax)).all()
-    with pytest.raises(ValueError, match="2 values but 3"):
+    with pytest.raises(ValueError, match="2 values but 4"):
         plots.sweep(ax, lrs[:2], runs)
 
 
@@ -126,3 +129,11 @@ def test_bad_inputs_raise_clear_errors():
         plots.seed_band(ax, [])
     with pytest.raises(TypeError, match="not a mix"):
         plots.seed_band(ax, [run([0.1]), np.ones(1)])
+
+
+def test_sweep_plots_a_function_of_each_history():
+    fig, ax = plots.subplots()
+    runs = [[run([0.2, 0.5]), run([0.2, 0.7])], [run([0.2], diverged_at=3), run([0.2], diverged_at=2)]]
+    plots.sweep(ax, [1.0, 2.0], runs, metric=lambda h: len(h.steps) * 10.0)
+    assert list(markers(ax)[0].get_xdata()) == [2.0]
+    assert 20.0 in plotted_y(ax)

@@ -110,3 +110,10 @@ def test_writes_student_chapters(tmp_path):
     written = student_edition.write_student_notebooks(src, tmp_path / "student")
     assert [p.name for p in written] == ["ch.ipynb"]
     assert "SECRET" not in written[0].read_text()
+
+
+def test_student_edition_does_not_promise_the_solutions_it_removed():
+    nb = new_notebook(cells=[new_markdown_cell(
+        "Run the check. Solutions are folded\nunder each exercise.\n\n```{solution} ex-a\n:class: dropdown\n\nx\n```")])
+    out = strip_solutions(nb).cells[0].source
+    assert "folded" not in out and "Run the check." in out and "{solution}" not in out

@@ -134,3 +134,38 @@ def test_run_seeds_rejects_conflicting_arguments(digits):
         train.run_seeds(small, digits, seeds=2, seed=1, steps=5, lr=0.1)
     with pytest.raises(ValueError, match="at least one seed"):
         train.run_seeds(small, digits, seeds=[], steps=5, lr=0.1)
+
+
+def test_run_seeds_returns_the_trained_models_and_per_seed_arrays():
+    d = data.digits()
+    runs = train.run_seeds(lambda: models.mlp(64, (16,), norm="bn"), d, seeds=[3, 4], steps=20, lr=0.1,
+                           eval_every=10, progress=False)
+    assert isinstance(runs, list) and len(runs) == 2 and runs.seeds == [3, 4]
+    assert [h.seed for h in runs] == [3, 4] and len(runs.models) == 2
+    assert runs.final("test_acc") == pytest.approx([h.final("test_acc") for h in runs])
+    assert runs.at(10, "train_loss").shape == (2,) and runs.n_diverged == 0
+    x = d.x_test[:5]
+    again = models.mlp(64, (16,), norm="bn")
+    assert not torch.equal(runs.models[0](x), runs.models[1](x))
+    assert again is not runs.models[0]
+
+
+def test_history_queries():
+    h = train.History(steps=[0, 10, 20, 30], train_loss=[2.0, 1.0, 0.5, 0.4], test_acc=[0.1, 0.5, 0.8, 0.9],
+                      probes=[(0, {"k": 1.0}), (10, {"k": 2.0})])
+    steps, values = h.series("train_loss")
+    assert steps.tolist() == [0, 10, 20, 30] and values.tolist() == [2.0, 1.0, 0.5, 0.4]
+    assert h.window("train_loss", 10, 20).tolist() == [1.0, 0.5]
+    assert h.first_step("train_loss", 0.5) == 20 and h.first_step("test_acc", 0.8) == 20
+    assert h.first_step("train_loss", 0.1) is None
+    assert h.probe_series("k")[1].tolist() == [1.0, 2.0]
+    with pytest.raises(ValueError, match="probe key 'q'"):
+        h.probe_series("q")
+    with pytest.raises(ValueError, match="no probes"):
+        train.History().probe_series()
+
+
+def test_one_divergence_rule():
+    assert train.divergence_limit(2.3) == pytest.approx(230.0) and train.divergence_limit(0.01) == 100.0
+    assert train.has_diverged(float("nan"), 10.0) and train.has_diverged(float("inf"), 10.0)
+    assert train.has_diverged(11.0, 10.0) and not train.has_diverged(10.0, 10.0)

@@ -8,24 +8,24 @@ import pytest
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from bnbook import chain  # noqa: E402
+from bnbook.chapters import higher_order as chain  # noqa: E402
 
 
 def test_gradient_is_product_of_the_other_weights_and_matches_finite_differences():
     w = np.array([1.3, -0.7, 2.0, 0.0, 1.1])
-    g = chain.gradient(w, x=0.5)
+    g = chain.chain_gradient(w, x=0.5)
     assert g[3] == pytest.approx(0.5 * 1.3 * -0.7 * 2.0 * 1.1)  # only the zero weight's gradient survives
     assert np.count_nonzero(g) == 1
     w = np.array([1.3, -0.7, 2.0, 0.9])
     h = 1e-6
     fd = [(chain.output(w + h * e, 0.5) - chain.output(w - h * e, 0.5)) / (2 * h) for e in np.eye(4)]
-    assert np.allclose(chain.gradient(w, 0.5), fd, rtol=1e-7)
+    assert np.allclose(chain.chain_gradient(w, 0.5), fd, rtol=1e-7)
 
 
 def test_polynomial_matches_direct_product_and_closed_form():
     w = chain.chain_weights(8, 1.1, spread=0.3, seed=4)
     coef = chain.step_polynomial(w, x=0.7)
-    g = chain.gradient(w, 0.7)
+    g = chain.chain_gradient(w, 0.7)
     assert coef[0] == pytest.approx(chain.output(w, 0.7))
     assert coef[1] == pytest.approx(-g @ g)
     y = chain.output(w, 0.7)
@@ -42,7 +42,7 @@ def test_one_step_terms_sum_to_actual_change():
     w = chain.chain_weights(6, 1.3, spread=0.2, seed=1)
     out = chain.one_step(w, 0.02)
     assert out["terms"].sum() == pytest.approx(out["actual"], rel=1e-10)
-    assert out["first"] == pytest.approx(-0.02 * chain.gradient(w) @ chain.gradient(w))
+    assert out["first"] == pytest.approx(-0.02 * chain.chain_gradient(w) @ chain.chain_gradient(w))
     assert out["relative_error"] == pytest.approx(abs(out["actual"] - out["first"]) / abs(out["first"]), rel=1e-6)
     assert len(out["terms"]) == 6
 
@@ -74,10 +74,10 @@ def test_relative_error_tiny_and_huge():
 
 
 @pytest.mark.parametrize("call,error", [
-    (lambda: chain.gradient([]), ValueError),
-    (lambda: chain.gradient([[1.0, 2.0]]), ValueError),
-    (lambda: chain.gradient([1.0, float("nan")]), ValueError),
-    (lambda: chain.gradient("ab"), TypeError),
+    (lambda: chain.chain_gradient([]), ValueError),
+    (lambda: chain.chain_gradient([[1.0, 2.0]]), ValueError),
+    (lambda: chain.chain_gradient([1.0, float("nan")]), ValueError),
+    (lambda: chain.chain_gradient("ab"), TypeError),
     (lambda: chain.one_step([1.0, 2.0], 0.0), ValueError),
     (lambda: chain.one_step([1.0, 2.0], "big"), TypeError),
     (lambda: chain.output([1.0], x=None), TypeError),
@@ -104,7 +104,7 @@ def test_plot_chain_draws_two_panels():
 
 
 def right_second_order(w, x):
-    g = chain.gradient(w, x)
+    g = chain.chain_gradient(w, x)
     total = 0.0
     for i in range(len(w)):
         for j in range(i + 1, len(w)):
@@ -119,7 +119,7 @@ def test_check_second_order(capsys):
     assert "pairs i < j" in capsys.readouterr().out
     assert chain.check_second_order(lambda w, x: -right_second_order(w, x)) is False
     assert "sign" in capsys.readouterr().out
-    pair = lambda w, x: x * chain.gradient(w, x)[0] * chain.gradient(w, x)[1] * np.prod(w[2:])  # noqa: E731
+    pair = lambda w, x: x * chain.chain_gradient(w, x)[0] * chain.chain_gradient(w, x)[1] * np.prod(w[2:])  # noqa: E731
     assert chain.check_second_order(pair) is False
     assert "pair (1, 2)" in capsys.readouterr().out
     assert chain.check_second_order(lambda w, x: 1 / 0) is False
@@ -138,3 +138,39 @@ def test_check_crossover(capsys):
     assert "scale" in capsys.readouterr().out
     assert chain.check_crossover("soon") is False
     assert chain.check_crossover(1.0) is False
+
+
+def test_chain_weights_follow_the_base_seed(monkeypatch):
+    monkeypatch.setenv("BNBOOK_SEED", "7")
+    assert np.array_equal(chain.chain_weights(5, 1.0, spread=0.3), chain.chain_weights(5, 1.0, spread=0.3, seed=7))
+    assert not np.array_equal(chain.chain_weights(5, 1.0, spread=0.3), chain.chain_weights(5, 1.0, spread=0.3, seed=8))
+    monkeypatch.setenv("BNBOOK_SEED", "8")
+    assert np.array_equal(chain.chain_weights(5, 1.0, spread=0.3), chain.chain_weights(5, 1.0, spread=0.3, seed=8))
+    assert np.all(chain.chain_weights(5, 1.3) == 1.3)  # no spread: the seed does not matter
+
+
+def test_layer_groups_put_a_linear_layer_and_its_bn_together():
+    from bnbook import models
+    net = models.mlp(4, [3, 3], 2, norm="bn")
+    names = [n for n, _ in net.named_parameters()]
+    groups = chain.layer_groups(net)
+    assert [[names[i] for i in g] for g in groups] == [
+        ["fc1.weight", "norm1.weight", "norm1.bias"], ["fc2.weight", "norm2.weight", "norm2.bias"],
+        ["out.weight", "out.bias"]]
+
+
+def test_curvature_split_finds_the_cross_terms_of_a_known_hessian():
+    import torch
+    # f(a, b) = a^2 + 3 b^2 + 2 a b: H = [[2, 2], [2, 6]]; d = (1, 1): within 2 + 6, across 2 * 2
+    f = lambda a, b: (a ** 2 + 3 * b ** 2 + 2 * a * b).sum()  # noqa: E731
+    params = (torch.tensor([0.5], dtype=torch.float64), torch.tensor([-1.0], dtype=torch.float64))
+    d = (torch.ones(1, dtype=torch.float64), torch.ones(1, dtype=torch.float64))
+    out = chain.curvature_split(f, params, d, [[0], [1]])
+    assert out["total"] == pytest.approx(12.0)
+    assert out["within"] == pytest.approx([2.0, 6.0])
+    assert out["cross"] == pytest.approx(4.0)
+    assert out["cross_share"] == pytest.approx(4.0 / 12.0)
+    separable = chain.curvature_split(lambda a, b: (a ** 2 + b ** 4).sum(), params, d, [[0], [1]])
+    assert separable["cross"] == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="groups"):
+        chain.curvature_split(f, params, d, [[0]])

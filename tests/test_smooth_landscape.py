@@ -1,4 +1,4 @@
-"""Tests for bnbook.landscape: the measures along the gradient, scale invariance, the widget and self-checks."""
+"""Tests for bnbook.chapters.smooth_landscape: measures along the gradient, scale invariance, widget, self-checks."""
 import math
 
 import matplotlib
@@ -10,7 +10,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from bnbook import data, landscape, models, train  # noqa: E402
+from bnbook import data, models, train  # noqa: E402
+from bnbook.chapters import smooth_landscape as landscape  # noqa: E402
 
 
 def quadratic_case(seed=0):
@@ -41,7 +42,7 @@ def test_along_gradient_is_exact_on_a_quadratic():
         assert math.isclose(dist, eta * float(grad.norm()), rel_tol=1e-12)
     summary = landscape.summarize(res)
     beta = float((H @ grad).norm() / grad.norm())  # the same for every step on a quadratic
-    assert math.isclose(summary["beta"], beta, rel_tol=1e-9)
+    assert math.isclose(summary["smoothness"], beta, rel_tol=1e-9)
     losses = [loss(w)] + [loss(w - e * grad) for e in res["step"]]
     assert math.isclose(summary["loss_range"], max(losses) - min(losses), rel_tol=1e-9)
     assert math.isclose(summary["grad_change"], 0.4 * float((H @ grad).norm()), rel_tol=1e-9)
@@ -153,14 +154,16 @@ def test_check_stable_lr(capsys):
     assert landscape.check_stable_lr("fast", 10.0) is False
 
 
-def test_check_effective_beta(capsys):
-    assert landscape.check_effective_beta(None) is None
-    assert landscape.check_effective_beta(lambda d, c: np.max(c / d)) is True
-    assert landscape.check_effective_beta(lambda d, c: c[-1] / d[-1]) is False
-    assert landscape.check_effective_beta(lambda d, c: c.max() / d.min()) is False
-    assert landscape.check_effective_beta(lambda d, c: 1 / 0) is False  # never raises
+def test_check_effective_smoothness(capsys):
+    assert landscape.check_effective_smoothness(None) is None
+    assert landscape.check_effective_smoothness(lambda d, c: np.max(c / d)) is True
+    assert landscape.check_effective_smoothness(lambda d, c: c[-1] / d[-1]) is False
+    assert landscape.check_effective_smoothness(lambda d, c: c.max() / d.min()) is False
+    assert landscape.check_effective_smoothness(lambda d, c: 1 / 0) is False  # never raises
     assert "ZeroDivisionError" in capsys.readouterr().out
-    assert landscape.check_effective_beta(3.0) is False
+    assert landscape.check_effective_smoothness(3.0) is False
+    assert landscape.check_effective_smoothness(lambda d, c: None) is False
+    assert "returned None" in capsys.readouterr().out
 
 
 def test_check_scale_invariance():
@@ -169,3 +172,6 @@ def test_check_scale_invariance():
     assert landscape.check_scale_invariance(2.0, 0.25, a=2.0) is False
     assert landscape.check_scale_invariance(0.5, 0.5, a=2.0) is False
     assert landscape.check_scale_invariance("x", 0.5) is False
+    assert landscape.check_scale_invariance(0.5, None) is None
+    assert landscape.check_scale_invariance(0.5, "0.25") is False  # a string is not a number, even a right one
+    assert landscape.check_scale_invariance(1 / 3, 1 / 9, a=3.0) is True

@@ -1,4 +1,5 @@
-"""Tests for bnbook.ics (ICS measures, exercise checks) and noisy BN (bnbook.layers, models.NORMS)."""
+"""Tests for bnbook.chapters.internal_covariate_shift (ICS measures, exercise checks) and noisy BN
+(bnbook.layers, models.NORMS)."""
 import math
 
 import numpy as np
@@ -7,7 +8,8 @@ import torch
 from torch import nn
 
 import bnbook
-from bnbook import data, ics, models, train
+from bnbook import data, models, train
+from bnbook.chapters import internal_covariate_shift as ics
 from bnbook.layers import DistributionNoise, NoisyBatchNorm1d
 
 
@@ -115,10 +117,8 @@ def test_percentile_probe_matches_numpy_and_tracks_training():
     model = models.mlp(64, [8], 10, "sigmoid")
     h = train.train(model, d, steps=10, lr=0.1, eval_every=5, progress=False,
                     callback=lambda m, s: {"pct": ics.percentile_probe(d.x_test, "act1")(m, s)})
-    steps, track = ics.percentile_track(h, key="pct")
+    steps, track = h.probe_series("pct")
     assert list(steps) == [0, 5, 10] and track.shape == (3, 3, 8)
-    with pytest.raises(ValueError, match="no probes"):
-        ics.percentile_track(train.History())
 
 
 def test_drift_known_values():
@@ -135,8 +135,15 @@ def test_drift_known_values():
 
 # --- Santurkar's ICS -------------------------------------------------------------------------------
 
+def two_layer_ics(w1, w2, x, y, lr):
+    """The exercise's answer, written out: |G2 - G2'| for yhat = w2 w1 x, loss (yhat - y)^2 / 2."""
+    g2 = (w2 * w1 * x - y) * w1 * x
+    w1_new = w1 - lr * (w2 * w1 * x - y) * w2 * x
+    return abs(g2 - (w2 * w1_new * x - y) * w1_new * x)
+
+
 def test_layer_of_groups_linear_and_norm():
-    assert [ics.layer_of(n) for n in ["fc2.weight", "norm2.bias", "out.bias", "stem.weight"]] == \
+    assert [models.layer_of(n) for n in ["fc2.weight", "norm2.bias", "out.bias", "stem.weight"]] == \
         ["2", "2", "out", "stem"]
 
 
@@ -149,10 +156,13 @@ def test_ics_matches_the_scalar_chain_by_hand():
         model.fc1.weight.fill_(0.5)
         model.fc2.weight.fill_(2.0)
     x, y = torch.tensor([[1.5]]), torch.tensor([[1.0]])
-    mse = lambda out, target: 0.5 * ((out - target) ** 2).sum()
-    rows = ics.ics(model, x, y, lr=0.1, loss=mse)
+
+    def mse(out, target):
+        return 0.5 * ((out - target) ** 2).sum()
+
+    rows = ics.ics_per_layer(model, x, y, lr=0.1, loss=mse)
     assert [r["layer"] for r in rows] == ["2"]
-    assert math.isclose(rows[0]["l2"], ics._two_layer_ics(0.5, 2.0, 1.5, 1.0, 0.1), rel_tol=1e-5)
+    assert math.isclose(rows[0]["l2"], two_layer_ics(0.5, 2.0, 1.5, 1.0, 0.1), rel_tol=1e-5)
     assert math.isclose(abs(rows[0]["cosine"]), 1.0, rel_tol=1e-6)
     assert model.fc1.weight.item() == 0.5  # unchanged
 
@@ -166,30 +176,72 @@ def test_ics_skips_frozen_layers_keeps_buffers_and_checks_arguments():
     for p in model.norm1.parameters():
         p.requires_grad_(False)
     before = [b.clone() for b in model.buffers()]
-    rows = ics.ics(model, x, y, lr=0.5)
+    rows = ics.ics_per_layer(model, x, y, lr=0.5)
     # frozen parameters are no layer: layer 2 is now the first (nothing below it), so only 'out' is reported
     assert [r["layer"] for r in rows] == ["out"] and rows[0]["l2"] > 0
     assert all(torch.equal(a, b) for a, b in zip(before, model.buffers()))
     with pytest.raises(ValueError, match="lr must be a positive"):
-        ics.ics(model, x, y, lr=0)
+        ics.ics_per_layer(model, x, y, lr=0)
     with pytest.raises(ValueError, match="at least two layers"):
-        ics.ics(nn.Sequential(nn.Linear(6, 3)), x, y, lr=0.1)
+        ics.ics_per_layer(nn.Sequential(nn.Linear(6, 3)), x, y, lr=0.1)
 
 
 def test_ics_grows_with_the_step_size():
     torch.manual_seed(0)
     model = models.deep_linear(8, 8, 4, 2, init_std=0.4)
     x, y = torch.randn(32, 8), torch.randint(0, 2, (32,))
-    small = np.mean([r["l2"] for r in ics.ics(model, x, y, lr=0.001)])
-    large = np.mean([r["l2"] for r in ics.ics(model, x, y, lr=0.01)])
+    small = np.mean([r["l2"] for r in ics.ics_per_layer(model, x, y, lr=0.001)])
+    large = np.mean([r["l2"] for r in ics.ics_per_layer(model, x, y, lr=0.01)])
     assert 5 < large / small < 15  # first order in lr
+
+
+def test_ics_rows_split_l2_into_relative_times_gradient_norm_and_pick_layers():
+    torch.manual_seed(0)
+    model = models.deep_linear(8, 8, 4, 2, norm="bn", init_std=0.4)
+    x, y = torch.randn(32, 8), torch.randint(0, 2, (32,))
+    rows = ics.ics_per_layer(model, x, y, lr=0.05)
+    assert [r["layer"] for r in rows] == ["2", "3", "4", "out"]
+    for r in rows:
+        assert math.isclose(r["l2"], r["relative"] * r["grad_norm"], rel_tol=1e-9)
+    some = ics.ics_per_layer(model, x, y, lr=0.05, layers=["3", "out"])
+    assert [r["layer"] for r in some] == ["3", "out"]
+    assert all(math.isclose(a["l2"], b["l2"], rel_tol=1e-9) for a, b in zip(some, [rows[1], rows[3]]))
+    with pytest.raises(ValueError, match="not layers above the first"):
+        ics.ics_per_layer(model, x, y, lr=0.05, layers=["1"])
+
+
+def test_ics_summary_uses_geometric_means_that_keep_the_product_rule():
+    rows = [{"l2": 1.0, "grad_norm": 2.0, "relative": 0.5, "cosine": 0.2},
+            {"l2": 4.0, "grad_norm": 8.0, "relative": 0.5, "cosine": 0.6},
+            {"l2": 0.0, "grad_norm": 0.0, "relative": math.nan, "cosine": math.nan}]
+    out = ics.ics_summary(rows)
+    assert math.isclose(out["l2"], 2.0) and math.isclose(out["grad_norm"], 4.0)
+    assert math.isclose(out["relative"], 0.5) and math.isclose(out["cosine"], 0.4)
+    with pytest.raises(ValueError, match="at least one row"):
+        ics.ics_summary([])
+    with pytest.raises(ValueError, match="zero or non-finite"):
+        ics.ics_summary(rows[2:])
+
+
+def test_gaussian_linear_task_is_a_linear_map_fixed_by_the_seed():
+    task = ics.gaussian_linear_task(n=50, d=4, seed=3)
+    assert task.x_train.shape == (50, 4) and task.y_test.shape == (50, 4) and task.n_classes == 0
+    a = torch.linalg.lstsq(task.x_train, task.y_train).solution
+    assert torch.allclose(task.x_test @ a, task.y_test, atol=1e-4)
+    again = ics.gaussian_linear_task(n=50, d=4, seed=3)
+    assert torch.equal(task.x_train, again.x_train)
+    assert not torch.equal(task.x_train, ics.gaussian_linear_task(n=50, d=4, seed=4).x_train)
+    with pytest.raises(ValueError, match="n must be"):
+        ics.gaussian_linear_task(n=1)
+    with pytest.raises(ValueError, match="d must be"):
+        ics.gaussian_linear_task(d=0)
 
 
 # --- exercise checks --------------------------------------------------------------------------------
 
 def test_two_layer_ics_check(capsys):
     assert ics.check_two_layer_ics(None) is None
-    assert ics.check_two_layer_ics(ics._two_layer_ics) is True
+    assert ics.check_two_layer_ics(two_layer_ics) is True
 
     def moved_both(w1, w2, x, y, lr):
         r = w2 * w1 * x - y

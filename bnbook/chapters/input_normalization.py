@@ -4,15 +4,16 @@ For a linear model with the least-squares loss ``f(w) = 1/(2n) ||X w - y||^2`` t
 second-moment matrix ``H = X^T X / n`` (:func:`second_moment`; append a column of ones for a bias). Its
 condition number ``kappa = lambda_max / lambda_min`` (:func:`condition_number`) governs gradient descent: the
 step must stay below ``2 / lambda_max`` (:func:`stable_lr`) and the number of steps to reach a tolerance
-grows like ``kappa log(1 / tol)`` (:func:`steps_to_tolerance` measures it, :func:`predicted_steps` is the
-theory); :func:`least_squares_gd` trains a linear classifier this way on a data set.
+grows like ``kappa log(1 / tol)`` (:func:`quadratic_gd` runs the iteration, :func:`steps_to_tolerance` reads
+the measured count off its history, :func:`predicted_steps` is the theory); :func:`least_squares_gd` trains a
+linear classifier this way on a data set (:func:`least_squares_min` is the minimum it approaches). Both
+descents return a :class:`bnbook.train.History` and stop at a divergence by :func:`bnbook.train.has_diverged`.
 :func:`fit_normalizer` standardizes or PCA/ZCA-whitens inputs with training-set statistics (LeCun et al.
 1998, "Efficient BackProp"); :func:`normalized` applies it to a :class:`~bnbook.data.Dataset`.
 
 The widget of the chapter draws the contours of a two-feature problem and the gradient-descent path on them
 (:func:`plot_gd_contours`; :func:`draw_gd_path` draws one panel, for figure grids). Exercise self-checks
 at the end.
-Used by chapter "Input normalization".
 """
 from __future__ import annotations
 
@@ -23,14 +24,15 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from .data import Dataset
-from .exercises import _not_attempted, _numeric_answer, _ok, _wrong
-from .seeds import base_seed
+from ..data import Dataset, standardizer
+from ..seeding import rng
+from ..selfcheck import not_attempted, numeric_answer, ok, wrong
+from ..train import History, divergence_limit, has_diverged
 
 __all__ = [
-    "second_moment", "condition_number", "stable_lr", "excess_loss", "gd_path", "steps_to_tolerance",
-    "predicted_steps", "least_squares_gd", "METHODS", "fit_normalizer", "normalized", "rescaled", "drop_constant",
-    "two_feature_hessian", "draw_gd_path", "plot_gd_contours",
+    "second_moment", "condition_number", "stable_lr", "excess_loss", "quadratic_gd", "steps_to_tolerance",
+    "predicted_steps", "STEP_RULES", "least_squares_gd", "least_squares_min", "METHODS", "fit_normalizer", "normalized",
+    "rescaled", "drop_constant", "two_feature_hessian", "draw_gd_path", "plot_gd_contours",
     "check_condition_number", "check_steps_estimate", "check_whitening",
 ]
 
@@ -129,70 +131,69 @@ def _vectors(h, w_star, w0):
     return h, w_star, w0
 
 
-@_one_blas_thread
-def gd_path(h, w_star, w0, lr: float, steps: int, blow_up: float = 1e6) -> tuple[np.ndarray, bool]:
-    """Full-batch gradient descent ``w <- w - lr H (w - w*)`` on the quadratic; returns ``(path, diverged)``.
-
-    ``path`` has one row per iterate, starting with ``w0``. A run whose excess loss exceeds ``blow_up``
-    times its initial value is stopped there and reported as diverged (the path ends before any overflow).
-    """
-    h, w_star, w = _vectors(h, w_star, w0)
-    lr = _check_lr(lr)
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
-        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
-    limit = blow_up * max(float(excess_loss(h, w, w_star)[0]), 1e-300)
-    path = [w]
-    for _ in range(int(steps)):
-        w = w - lr * (h @ (w - w_star))
-        if not excess_loss(h, w, w_star)[0] <= limit:
-            return np.array(path), True
-        path.append(w)
-    return np.array(path), False
+def _check_steps(steps, minimum: int = 0) -> int:
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < minimum:
+        raise ValueError(f"steps must be an integer >= {minimum}, got {steps!r}")
+    return int(steps)
 
 
 @_one_blas_thread
-def steps_to_tolerance(h, w_star, w0, lr: float, tol: float = 1e-6, max_steps: int = 200_000) -> int | None:
-    """Gradient-descent steps until ``f(w) - f* <= tol * (f(w0) - f*)``; None if not reached or diverged.
+def quadratic_gd(h, w_star, w0, lr: float, steps: int, tol: float | None = None,
+                 keep_path: bool = False) -> History:
+    """Full-batch gradient descent ``w <- w - lr H (w - w*)`` on the quadratic ``1/2 (w - w*)^T H (w - w*)``.
 
-    The steps are run one by one (this is a measurement, not the formula of :func:`predicted_steps`).
+    Returns a :class:`~bnbook.train.History` evaluated at every step: ``steps`` = 0, 1, ... and
+    ``train_loss`` the excess loss ``f(w) - f*`` there (:func:`excess_loss`). The run stops after ``steps``
+    steps; earlier if ``tol`` is given and the excess loss falls to ``tol`` times its start (read the count
+    with :func:`steps_to_tolerance`); and at the first excess loss that :func:`bnbook.train.has_diverged`
+    calls diverged (limit :func:`bnbook.train.divergence_limit` of the start), which sets ``diverged`` and
+    ``diverged_at`` and is not recorded. With ``keep_path`` the iterates are kept as ``probes``:
+    ``(step, w)`` for every recorded step, starting with ``w0``.
     """
     h, w_star, w = _vectors(h, w_star, w0)
     lr = _check_lr(lr)
-    if not 0 < tol < 1:
+    steps = _check_steps(steps)
+    if tol is not None and not 0 < tol < 1:
         raise ValueError(f"tol must be between 0 and 1 (a fraction of the initial excess loss), got {tol}")
     e = w - w_star
-    g = h @ e
-    start = 0.5 * e @ g
-    if start == 0:
-        return 0
-    for step in range(1, int(max_steps) + 1):
+    g = h @ e  # one matrix-vector product per step: the gradient, reused for the loss
+    start = float(0.5 * e @ g)
+    limit = divergence_limit(start)
+    run = History(lr=lr, steps=[0], train_loss=[start])
+    if keep_path:
+        run.probes.append((0, w_star + e))
+    for step in range(1, steps + 1):
+        if tol is not None and run.train_loss[-1] <= tol * start:
+            break
         e = e - lr * g
-        g = h @ e  # one matrix-vector product per step: the gradient, reused for the loss
-        now = 0.5 * e @ g
-        if now <= tol * start:
-            return step
-        if not now < 1e12 * start:  # growing without bound: diverged
-            return None
-    return None
+        g = h @ e
+        now = float(0.5 * e @ g)
+        if has_diverged(now, limit):
+            run.diverged, run.diverged_at = True, step
+            break
+        run.steps.append(step)
+        run.train_loss.append(now)
+        if keep_path:
+            run.probes.append((step, w_star + e))
+    return run
 
 
-@_one_blas_thread
-def least_squares_gd(data: Dataset, lr: float, steps: int, blow_up: float = 100.0) -> dict:
-    """Full-batch gradient descent for a linear model with bias on ``data`` with the mean squared error.
+def steps_to_tolerance(run: History, tol: float = 1e-6) -> int | None:
+    """The first step of a :func:`quadratic_gd` run at which the excess loss is at most ``tol`` times its start.
 
-    Class labels become one-hot targets and the loss averages over examples and outputs, as
-    ``bnbook.train.train(..., loss='mse')`` does, so its Hessian is ``2/K`` times :func:`second_moment`
-    for each of the ``K`` outputs and the stability limit is ``K / lambda_max``. The weights start at zero.
-    Written out (not via :func:`bnbook.train.train`) because it is just the iteration of the quadratic and
-    runs a hundred times faster. Returns ``loss`` (training loss before each step and after the last one),
-    ``best`` (the minimum f* from a least-squares solve), ``diverged`` (the loss exceeded ``blow_up``
-    times its start: the run is stopped there) and ``test_acc`` (NaN if diverged).
+    None if the run never got there: it ran out of steps, or it diverged (``run.diverged`` says which).
     """
+    if not isinstance(run, History):
+        raise TypeError(f"run must be the History that quadratic_gd returns, got {type(run).__name__}")
+    if not 0 < tol < 1:
+        raise ValueError(f"tol must be between 0 and 1 (a fraction of the initial excess loss), got {tol}")
+    return run.first_step("train_loss", tol * run.train_loss[0], below=True)
+
+
+def _least_squares_problem(data: Dataset):
+    """Design matrices (with a column of ones) and targets of ``data``: one-hot for class labels."""
     if not isinstance(data, Dataset):
         raise TypeError(f"data must be a bnbook.data.Dataset, got {type(data).__name__}")
-    lr = _check_lr(lr)
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
 
     def design(x):
         x = x.flatten(1).double().numpy()
@@ -202,48 +203,97 @@ def least_squares_gd(data: Dataset, lr: float, steps: int, blow_up: float = 100.
         y = y.numpy()
         return np.eye(data.n_classes)[y] if data.is_classification else y.reshape(len(y), -1).astype(float)
 
-    x, y = design(data.x_train), targets(data.y_train)
-    n, k = y.shape
-    m, b = x.T @ x / n, x.T @ y / n
-    w = np.zeros((x.shape[1], k))
-    c = float((y ** 2).sum() / n)
+    return design(data.x_train), targets(data.y_train), design(data.x_test), targets(data.y_test)
 
-    def loss(w):  # the mean squared error through the d x d moments: no pass over the data per step
-        return float((np.sum(w * (m @ w)) - 2.0 * np.sum(w * b) + c) / k)
 
-    losses, diverged = [loss(w)], False
-    for _ in range(int(steps)):
-        w = w - lr * (2.0 / k) * (m @ w - b)
-        losses.append(loss(w))
-        if not losses[-1] <= blow_up * losses[0]:
-            diverged = True
-            losses.pop()
+def _moments(x, y) -> tuple:
+    return x.T @ x / len(x), x.T @ y / len(x), float((y ** 2).sum() / len(x))
+
+
+def _mse(w, moments) -> float:
+    """The mean squared error (over examples and outputs) of ``x @ w`` against ``y``, from their moments: no
+    pass over the data per step."""
+    m, b, c = moments
+    return float((np.sum(w * (m @ w)) - 2.0 * np.sum(w * b) + c) / w.shape[1])
+
+
+@_one_blas_thread
+def least_squares_min(data: Dataset) -> float:
+    """The minimum ``f*`` of the training loss that :func:`least_squares_gd` descends (a least-squares solve)."""
+    x, y, _, _ = _least_squares_problem(data)
+    return _mse(np.linalg.lstsq(x, y, rcond=None)[0], _moments(x, y))
+
+
+@_one_blas_thread
+def least_squares_gd(data: Dataset, lr: float, steps: int, eval_every: int | None = None) -> History:
+    """Full-batch gradient descent for a linear model with bias on ``data`` with the mean squared error.
+
+    Class labels become one-hot targets and the loss averages over examples and outputs, as
+    ``bnbook.train.train(..., loss='mse')`` does, so its Hessian is ``2/K`` times :func:`second_moment`
+    for each of the ``K`` outputs and the stability limit is ``K / lambda_max``. The weights start at zero.
+    Written out (not via :func:`bnbook.train.train`) because it is just the iteration of the quadratic and
+    runs a hundred times faster. Returns a :class:`~bnbook.train.History` recorded as ``train`` records
+    a full-batch run: ``step_loss[i]`` is the training loss before update ``i + 1``; losses (and
+    accuracies) on the training and test sets at step 0, every ``eval_every`` steps (default
+    ``steps // 20``) and at the end; a loss that :func:`bnbook.train.has_diverged` (limit
+    :func:`bnbook.train.divergence_limit` of the initial loss) stops the run as diverged.
+    """
+    x, y, x_test, y_test = _least_squares_problem(data)
+    lr = _check_lr(lr)
+    steps = _check_steps(steps, minimum=1)
+    eval_every = max(1, steps // 20) if eval_every is None else _check_steps(eval_every, minimum=1)
+    train_moments, test_moments = _moments(x, y), _moments(x_test, y_test)
+    run = History(lr=lr)
+
+    def evaluate(w, step):
+        run.steps.append(step)
+        run.train_loss.append(_mse(w, train_moments))
+        run.test_loss.append(_mse(w, test_moments))
+        if data.is_classification:
+            run.train_acc.append(float(((x @ w).argmax(1) == y.argmax(1)).mean()))
+            run.test_acc.append(float(((x_test @ w).argmax(1) == y_test.argmax(1)).mean()))
+
+    m, b, _ = train_moments
+    w = np.zeros((x.shape[1], y.shape[1]))
+    evaluate(w, 0)
+    limit = divergence_limit(run.train_loss[0])
+    for step in range(1, steps + 1):
+        value = _mse(w, train_moments)
+        if has_diverged(value, limit):
+            run.diverged, run.diverged_at = True, step
             break
-    best = loss(np.linalg.lstsq(x, y, rcond=None)[0])
-    test_acc = math.nan
-    if not diverged and data.is_classification:
-        test_acc = float(((design(data.x_test) @ w).argmax(1) == data.y_test.numpy()).mean())
-    return {"loss": np.array(losses), "best": best, "diverged": diverged, "test_acc": test_acc, "lr": lr}
+        run.step_loss.append(value)
+        w = w - lr * (2.0 / w.shape[1]) * (m @ w - b)
+        if step % eval_every == 0 or step == steps:
+            if has_diverged(_mse(w, train_moments), limit):
+                run.diverged, run.diverged_at = True, step
+                break
+            evaluate(w, step)
+    return run
 
 
-def predicted_steps(kappa: float, tol: float = 1e-6, lr: str = "1/L") -> float:
-    """The textbook bound on the steps :func:`steps_to_tolerance` needs, from kappa alone.
+STEP_RULES = ("1/lambda_max", "2/(lambda_max+lambda_min)")
+
+
+def predicted_steps(kappa: float, tol: float = 1e-6, lr: str = "1/lambda_max") -> float:
+    """The textbook bound on the steps gradient descent needs (:func:`steps_to_tolerance`), from kappa alone.
 
     Gradient descent multiplies the error along eigenvector ``i`` by ``1 - lr lambda_i`` per step, so the
     excess loss shrinks at least by ``q^2`` with ``q = max_i |1 - lr lambda_i|``: ``q = 1 - 1/kappa`` for
-    ``lr = 1/L`` and ``q = (kappa - 1)/(kappa + 1)`` for ``lr = 2/(L + mu)``. Returns
-    ``log(1/tol) / (-2 log q)``, about ``kappa/2 log(1/tol)`` and ``(kappa + 1)/4 log(1/tol)``.
+    ``lr = 1/lambda_max`` and ``q = (kappa - 1)/(kappa + 1)`` for ``lr = 2/(lambda_max + lambda_min)`` (the
+    rules of :data:`STEP_RULES`). Returns ``log(1/tol) / (-2 log q)``, about ``kappa/2 log(1/tol)`` and
+    ``(kappa + 1)/4 log(1/tol)``.
     """
     if not kappa >= 1:
         raise ValueError(f"kappa must be >= 1, got {kappa}")
     if not 0 < tol < 1:
         raise ValueError(f"tol must be between 0 and 1, got {tol}")
-    if lr == "1/L":
+    if lr == STEP_RULES[0]:
         q = 1.0 - 1.0 / kappa
-    elif lr == "2/(L+mu)":
+    elif lr == STEP_RULES[1]:
         q = (kappa - 1.0) / (kappa + 1.0)
     else:
-        raise ValueError(f"lr must be '1/L' or '2/(L+mu)', got {lr!r}")
+        raise ValueError(f"lr must be one of {STEP_RULES}, got {lr!r}")
     if q <= 0:
         return 1.0  # kappa == 1: one step reaches the minimum
     return math.log(1.0 / tol) / (-2.0 * math.log(q))
@@ -273,9 +323,7 @@ def fit_normalizer(x_train, method: str = "standardize", eps: float = 1e-2):
     mean = x.mean(axis=0) if method != "none" else np.zeros(x.shape[1])
     matrix = np.eye(x.shape[1])
     if method in ("standardize", "pca", "zca"):
-        std = x.std(axis=0)
-        std[std == 0] = 1.0
-        matrix = np.diag(1.0 / std)
+        matrix = np.diag(1.0 / standardizer(x)[1])
     if method in ("pca", "zca"):
         eig, vec = np.linalg.eigh(np.cov((x - mean) @ matrix, rowvar=False, bias=True))
         eig = np.clip(eig, 0.0, None)
@@ -319,9 +367,9 @@ def rescaled(data: Dataset, spread: float = 100.0, seed: int | None = None) -> D
         raise TypeError(f"data must be a bnbook.data.Dataset, got {type(data).__name__}")
     if not spread >= 1:
         raise ValueError(f"spread must be >= 1 (the ratio of the largest to the smallest scale), got {spread}")
-    rng = np.random.default_rng(base_seed() if seed is None else seed)
+    gen = rng(seed)
     half = 0.5 * math.log10(spread)
-    s = torch.as_tensor(10.0 ** rng.uniform(-half, half, data.n_features), dtype=data.x_train.dtype)
+    s = torch.as_tensor(10.0 ** gen.uniform(-half, half, data.n_features), dtype=data.x_train.dtype)
     s = s.reshape(data.x_train.shape[1:])
     return Dataset(data.x_train * s, data.y_train, data.x_test * s, data.y_test,
                    f"{data.name}, rescaled x{spread:g}", data.n_classes)
@@ -379,41 +427,42 @@ def _widget_problem(scale, correlation, method):
 
 
 def draw_gd_path(ax, ax_loss=None, scale: float = 5.0, correlation: float = 0.0, lr_fraction: float = 0.5,
-                 method: str = "none", steps: int = 40, tol: float = 1e-6) -> dict:
+                 method: str = "none", steps: int = 40, tol: float = 1e-6, max_steps: int = 100_000) -> History:
     """Loss contours of the two-feature problem and the gradient-descent path on ``ax`` (and, if given, the
-    excess loss per step on ``ax_loss``). Returns ``{kappa, lr, steps_to_tol, diverged}``.
+    excess loss per step on ``ax_loss``); returns the run (:func:`quadratic_gd` with the path as probes).
 
     Every ``method`` learns the same function from the same start (:func:`_widget_problem`); the step is
     ``lr_fraction`` times the stability limit ``2 / lambda_max`` of the Hessian that model sees, so 0.5 is
-    ``1 / L`` and above 1 the path diverges. ``steps_to_tol`` is measured by :func:`steps_to_tolerance`.
+    ``1 / lambda_max`` and above 1 the path diverges. The run goes on until the excess loss falls to ``tol`` times its
+    start (at most ``max_steps`` steps; read the count with :func:`steps_to_tolerance`); the first ``steps``
+    of it are drawn.
     """
     h, w_star, w0 = _widget_problem(scale, correlation, method)
-    lr = lr_fraction * stable_lr(h)
-    path, diverged = gd_path(h, w_star, w0, lr, steps)
-    kappa = condition_number(h)
-    needed = steps_to_tolerance(h, w_star, w0, lr, tol, max_steps=100_000)
+    run = quadratic_gd(h, w_star, w0, lr_fraction * stable_lr(h), max_steps, tol=tol, keep_path=True)
+    path = np.array([w for step, w in run.probes if step <= steps])
+    needed = steps_to_tolerance(run, tol)
 
     half = 1.15 * np.abs(w0 - w_star).max()
     g = np.linspace(-half, half, 81)
     u, v = np.meshgrid(w_star[0] + g, w_star[1] + g)
     z = excess_loss(h, np.stack([u.ravel(), v.ravel()], axis=1), w_star).reshape(u.shape)
-    levels = excess_loss(h, w0, w_star)[0] * np.logspace(-4, 0.5, 10)
+    levels = run.train_loss[0] * np.logspace(-4, 0.5, 10)
     ax.contour(u, v, z, levels=levels, colors="0.6", linewidths=0.8)
     ax.plot(path[:, 0], path[:, 1], "o-", color="C3", ms=2.5, lw=1.2)
     ax.plot(*w_star, "k*", ms=10)
     ax.set(xlim=(w_star[0] - half, w_star[0] + half), ylim=(w_star[1] - half, w_star[1] + half),
            aspect="equal", xlabel="weight 1", ylabel="weight 2")
     names = {"none": "raw", "standardize": "standardized", "zca": "whitened"}
-    status = "diverged" if diverged else (f"{needed} steps" if needed else f"> {100_000} steps")
-    ax.set_title(f"{names.get(method, method)}: kappa = {kappa:.3g}, {status}", fontsize="small")
+    status = "diverged" if run.diverged else (f"{needed} steps" if needed is not None else f"> {max_steps} steps")
+    ax.set_title(rf"{names.get(method, method)}: $\kappa$ = {condition_number(h):.3g}, {status}", fontsize="small")
     if ax_loss is not None:
-        loss = excess_loss(h, path, w_star)
+        loss = run.window("train_loss", 0, steps)
         ax_loss.semilogy(np.arange(len(loss)), np.maximum(loss, 1e-16), color="C3")
         ax_loss.axhline(tol * loss[0], color="0.5", ls="--", lw=1)
-        ax_loss.set(xlabel="step", ylabel="f(w) - f*", xlim=(0, steps),
+        ax_loss.set(xlabel="step", ylabel=r"$f(w) - f^*$", xlim=(0, steps),
                     ylim=(max(1e-16, tol * loss[0] * 1e-2), loss[0] * 1e3))
-        ax_loss.set_title(f"lr = {lr_fraction:g} x 2/lambda_max (dashed: tol)", fontsize="small")
-    return {"kappa": kappa, "lr": lr, "steps_to_tol": needed, "diverged": diverged}
+        ax_loss.set_title(rf"$\eta$ = {lr_fraction:g} $\times\ 2/\lambda_{{\max}}$ (dashed: tol)", fontsize="small")
+    return run
 
 
 def plot_gd_contours(fig, scale: float = 5.0, correlation: float = 0.0, lr_fraction: float = 0.5,
@@ -427,66 +476,66 @@ def plot_gd_contours(fig, scale: float = 5.0, correlation: float = 0.0, lr_fract
 # --- exercise self-checks ------------------------------------------------------------------------------
 
 def check_condition_number(answer, scale: float = 10.0, correlation: float = 0.0):
-    """Exercise: kappa of the Hessian of two centred, uncorrelated features with standard deviations 1 and
-    ``scale`` (``correlation=0``), or of two standardized features with correlation ``rho`` (``scale=1``)."""
-    value, verdict = _numeric_answer(answer, "the condition number")
+    """Exercise: kappa of the Hessian (covariance) of two centred features with standard deviations 1 and
+    ``scale`` and the given correlation (:func:`two_feature_hessian`); ``scale=1`` is two standardized ones."""
+    value, verdict = numeric_answer(answer, "the condition number")
     if value is None:
         return verdict
     right = condition_number(two_feature_hessian(scale, correlation))
     if math.isclose(value, right, rel_tol=1e-3):
-        return _ok(f"kappa = {right:.4g}")
+        return ok(f"kappa = {right:.4g}")
     if correlation == 0 and math.isclose(value, scale, rel_tol=1e-3):
-        return _wrong("the Hessian holds variances, not standard deviations: square the ratio of the scales")
+        return wrong("the Hessian holds variances, not standard deviations: square the ratio of the scales")
     if correlation and math.isclose(value, 1 + abs(correlation), rel_tol=1e-3):
-        return _wrong("1 + |rho| is the largest eigenvalue; divide it by the smallest")
-    return _wrong(f"{value:.4g} is not it: find the eigenvalues of the Hessian and divide the largest by the "
+        return wrong("1 + |rho| is the largest eigenvalue; divide it by the smallest")
+    return wrong(f"{value:.4g} is not it: find the eigenvalues of the Hessian and divide the largest by the "
                   "smallest")
 
 
 def check_steps_estimate(answer, kappa: float = 1000.0, tol: float = 1e-6):
-    """Exercise: about how many steps with ``lr = 1/L`` does gradient descent need in the worst case?"""
-    value, verdict = _numeric_answer(answer, "the number of steps")
+    """Exercise: about how many steps with ``lr = 1/lambda_max`` does gradient descent need in the worst case?"""
+    value, verdict = numeric_answer(answer, "the number of steps")
     if value is None:
         return verdict
-    right = predicted_steps(kappa, tol, "1/L")
+    right = predicted_steps(kappa, tol, STEP_RULES[0])
     if abs(value / right - 1) < 0.05:
-        return _ok(f"about kappa/2 * ln(1/tol) = {right:.0f} steps")
+        return ok(f"about kappa/2 * ln(1/tol) = {right:.0f} steps")
     if abs(value / (2 * right) - 1) < 0.05:
-        return _wrong("that is kappa * ln(1/tol): the excess loss is quadratic in the error, so it shrinks by "
+        return wrong("that is kappa * ln(1/tol): the excess loss is quadratic in the error, so it shrinks by "
                       "(1 - 1/kappa)^2 per step, twice as fast as the error")
     if abs(value / (right * math.log(10)) - 1) < 0.05 or abs(value / (right / math.log(10)) - 1) < 0.05:
-        return _wrong("mind the logarithm: the natural log of 1/tol, not log10")
-    return _wrong(f"{value:.4g} is not it: the slowest direction loses a factor (1 - 1/kappa)^2 of its excess loss "
+        return wrong("mind the logarithm: the natural log of 1/tol, not log10")
+    return wrong(f"{value:.4g} is not it: the slowest direction loses a factor (1 - 1/kappa)^2 of its excess loss "
                   "per step; solve (1 - 1/kappa)^(2t) = tol for t")
 
 
 def check_whitening(fn):
     """Exercise: ``fn(x)`` ZCA-whitens a (n, d) float64 array with its own statistics (no ridge)."""
     if fn is None:
-        return _not_attempted("your whiten(x)")
+        return not_attempted("your whiten(x)")
     if not callable(fn):
-        return _wrong(f"expected a function whiten(x), got {type(fn).__name__}")
-    rng = np.random.default_rng(1998)
-    x = rng.standard_normal((500, 3)) @ np.array([[2.0, 0.0, 0.0], [1.5, 0.5, 0.0], [0.0, 0.3, 4.0]]) + 3.0
+        return wrong(f"expected a function whiten(x), got {type(fn).__name__}")
+    gen = np.random.default_rng(1998)  # a fixed test case: the check must not change with BNBOOK_SEED
+    x = gen.standard_normal((500, 3)) @ np.array([[2.0, 0.0, 0.0], [1.5, 0.5, 0.0], [0.0, 0.3, 4.0]]) + 3.0
     try:
         out = np.asarray(fn(x.copy()), dtype=np.float64)
     except Exception as err:  # the reader's code: report, never raise
-        return _wrong(f"your function raised {type(err).__name__}: {err}")
+        return wrong(f"your function raised {type(err).__name__}: {err}")
     if out.shape != x.shape:
-        return _wrong(f"the output should have the input's shape {x.shape}, got {out.shape}")
+        return wrong(f"the output should have the input's shape {x.shape}, got {out.shape}")
     if not np.allclose(out.mean(axis=0), 0, atol=1e-8):
-        return _wrong("the output is not centred: subtract the mean first")
+        return wrong("the output is not centred: subtract the mean first")
     cov = np.cov(out, rowvar=False, bias=True)
     if not np.allclose(cov, np.eye(3), atol=1e-3):
         if np.allclose(np.diag(cov), 1, atol=1e-3):
-            return _wrong("every feature has variance 1 but they are still correlated: that is standardization")
-        return _wrong("the covariance of the output is not the identity: multiply by Sigma^(-1/2)")
+            return wrong("every feature has variance 1 but they are still correlated: that is standardization")
+        return wrong("the covariance of the output is not the identity: multiply by Sigma^(-1/2)")
     eig, vec = np.linalg.eigh(np.cov(x, rowvar=False, bias=True))
     want = (x - x.mean(axis=0)) @ (vec / np.sqrt(eig)) @ vec.T  # the symmetric Sigma^(-1/2)
     if not np.allclose(out, want, atol=1e-6):
         if np.allclose(out, fit_normalizer(x, "zca", eps=0.0)(x), atol=1e-6):
-            return _ok("white, and close to the features: you standardized first and then ZCA-whitened the "
+            return ok("white, and close to the features: you standardized first and then ZCA-whitened the "
                        "correlation matrix, as bnbook's fit_normalizer does (plain ZCA uses Sigma^(-1/2) itself)")
-        return _wrong("the output is white, but it is not the ZCA solution (PCA whitening? rotate back with "
+        return wrong("the output is white, but it is not the ZCA solution (PCA whitening? rotate back with "
                       "U^T: x_white = (x - mean) U Lambda^(-1/2) U^T)")
-    return _ok("ZCA whitening: covariance I, and each output stays as close as possible to its input feature")
+    return ok("ZCA whitening: covariance I, and each output stays as close as possible to its input feature")

@@ -1,4 +1,4 @@
-"""Santurkar et al.'s landscape measures along the gradient direction, and the chapter's widget.
+"""Chapter "A smoother landscape": Santurkar et al.'s landscape measures along the gradient direction.
 
 At parameters ``p`` with gradient ``g`` (of the loss on a fixed batch, BN in training mode), take points along
 the gradient direction and record the loss and the gradient there (Santurkar et al. 2018, sec. 3.1):
@@ -6,15 +6,18 @@ the gradient direction and record the loss and the gradient there (Santurkar et 
 * the **loss range**: max - min of the loss over the points ("variation of the loss");
 * the **gradient change** ("gradient predictiveness"): ``||g(p') - g(p)||``, how far the gradient at the
   current point mispredicts the gradient after the step (small = predictive);
-* the **effective beta-smoothness**: the largest ``||g(p') - g(p)|| / ||p' - p||`` over the points.
+* the **effective smoothness** ``L_eff`` (Santurkar et al.'s "effective beta-smoothness"; the book writes L,
+  see the notation page): the largest ``||g(p') - g(p)|| / ||p' - p||`` over the points.
 
 Santurkar et al. step by ``eta * g`` for a range of learning rates ``eta`` (:func:`along_gradient` with
 ``matched=False``). A net with smaller gradients then moves a shorter distance, so part of any difference is
 scale. ``matched=True`` moves every net the same distances ``s`` along the unit direction ``g / ||g||`` and
 reports the gradient change relative to ``||g||``, which separates the scale from the shape.
 
-Uses :mod:`bnbook.hessian` for the loss as a function of the parameters. Used by "A smoother landscape",
-which also takes its widget (:func:`plot_landscape_explorer`) and exercise self-checks from here.
+The code of the chapter "A smoother landscape" (``chapters/smooth_landscape.ipynb``): these measures,
+:func:`scale_invariance` (Ioffe and Szegedy's sec. 3.3 on a real net), the chapter's widget
+(:func:`plot_landscape_explorer`) and its exercise self-checks. The loss as a function of the parameters comes
+from the toolkit's :mod:`bnbook.hessian`.
 """
 from __future__ import annotations
 
@@ -25,13 +28,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .exercises import _not_attempted, _numeric_answer, _ok, _wrong
-from .hessian import _dot, gradient, loss_function
+from ..hessian import dot, gradient, loss_function
+from ..measure import probing
+from ..plots import color as default_color, seed_band
+from ..selfcheck import call_answer, function_answer, not_attempted, numeric_answer, ok, wrong
 
 __all__ = ["along_gradient", "summarize", "landscape_measures", "scale_invariance", "plot_landscape_explorer",
-           "check_stable_lr", "check_effective_beta", "check_scale_invariance"]
+           "check_stable_lr", "check_effective_smoothness", "check_scale_invariance"]
 
-MEASURES = ("loss_range", "grad_change", "rel_grad_change", "beta")
+MEASURES = ("loss_range", "grad_change", "rel_grad_change", "smoothness")
 
 
 def _steps(step_sizes) -> np.ndarray:
@@ -56,7 +61,7 @@ def along_gradient(model, x, y, step_sizes, matched: bool = False, loss=F.cross_
     steps = _steps(step_sizes)
     f, params = loss_function(model, x, y, loss=loss)
     g = gradient(f, params)
-    grad_norm = float(torch.sqrt(_dot(g, g)))
+    grad_norm = float(torch.sqrt(dot(g, g)))
     if not math.isfinite(grad_norm) or grad_norm == 0:
         raise ValueError(f"the gradient norm is {grad_norm}; the landscape along it is undefined")
     with torch.no_grad():
@@ -80,8 +85,9 @@ def summarize(result: dict) -> dict[str, float]:
     """The three measures of one :func:`along_gradient` result (over its finite points).
 
     ``loss_range`` (max - min of the loss, including the starting point), ``grad_change`` (the largest
-    ``||g(p') - g(p)||``), ``rel_grad_change`` (the same over ``||g(p)||``) and ``beta`` (the largest
-    ``||g(p') - g(p)|| / ||p' - p||``, the effective beta-smoothness). NaN if no point is finite.
+    ``||g(p') - g(p)||``), ``rel_grad_change`` (the same over ``||g(p)||``) and ``smoothness`` (the largest
+    ``||g(p') - g(p)|| / ||p' - p||``, the effective smoothness constant L_eff, which Santurkar et al. call
+    the effective beta-smoothness). NaN if no point is finite.
     """
     ok = np.isfinite(result["loss"]) & np.isfinite(result["grad_change"])
     if not ok.any():
@@ -91,7 +97,7 @@ def summarize(result: dict) -> dict[str, float]:
     return {"loss_range": float(losses.max() - losses.min()),
             "grad_change": float(change.max()),
             "rel_grad_change": float(change.max() / result["grad_norm"]),
-            "beta": float((change / result["distance"][ok]).max())}
+            "smoothness": float((change / result["distance"][ok]).max())}
 
 
 def landscape_measures(model, x, y, step_sizes, matched: bool = False, loss=F.cross_entropy) -> dict[str, float]:
@@ -123,8 +129,8 @@ def scale_invariance(model, layer: str, x, y, a: float = 2.0, loss=F.cross_entro
     rows = []
     for net in (model, scaled):
         f, params = loss_function(net, x, y, loss=loss)
-        with torch.no_grad():
-            out = copy.deepcopy(net).train()(x)  # a copy: training mode updates running statistics
+        with torch.no_grad(), probing(net, train_mode=True):  # BN's running statistics are restored
+            out = net(x)
         w, g = params[names.index(key)], gradient(f, params)[names.index(key)]
         rows.append((out, w, g))
     (out, w, g), (out_a, w_a, g_a) = rows
@@ -147,9 +153,9 @@ def plot_landscape_explorer(fig, step, lr, curves, sweep, colors=None):
     ``curves[variant]`` is an :func:`along_gradient` result (``matched=False``) per variant (e.g. ``'plain'``,
     ``'bn'``); ``sweep[variant][lr]`` a :class:`~bnbook.train.History`. Left: the loss along the gradient with
     the chosen step marked; middle: the gradient change there; right: the training loss at the learning rate of
-    the sweep nearest ``lr`` (a diverged run ends in an x). Draws into ``fig`` only.
+    the sweep nearest ``lr`` (a diverged run is dotted and ends in an x, drawn by
+    :func:`bnbook.plots.seed_band`). Draws into ``fig`` only.
     """
-    from .plots import color as default_color
     colors = colors or {}
     ax_loss, ax_grad, ax_train = fig.subplots(1, 3)
     for variant, res in curves.items():
@@ -166,16 +172,11 @@ def plot_landscape_explorer(fig, step, lr, curves, sweep, colors=None):
         ax.axvline(step, color="0.4", lw=1, ls="--")
         ax.set_xlabel(r"step size $\eta$ along $-g$")
     ax_loss.set(ylabel="loss", title="loss along the gradient", yscale="log")
-    ax_grad.set(ylabel=r"$\|g(p-\eta g) - g(p)\|$", title="gradient change", yscale="log")
+    ax_grad.set(ylabel=r"$\|g(\theta-\eta g) - g(\theta)\|$", title="gradient change", yscale="log")
     ax_loss.legend()
     for variant, runs in sweep.items():
         c = colors.get(variant, default_color(variant))
-        h = runs[_nearest(runs, lr)]
-        xs = np.arange(1, len(h.step_loss) + 1)
-        ax_train.plot(xs, h.step_loss, color=c, lw=1, label=variant)
-        if h.diverged:
-            last = h.step_loss[-1] if h.step_loss else (h.train_loss or [1.0])[0]
-            ax_train.plot([h.diverged_at], [last], "x", color=c, markersize=10, markeredgewidth=2)
+        seed_band(ax_train, [runs[_nearest(runs, lr)]], metric="step_loss", label=variant, color=c)
     ax_train.set(xlabel="SGD step", ylabel="mini-batch loss", yscale="log",
                  title=f"training, lr = {_nearest(next(iter(sweep.values())), lr):g}")
     fig.tight_layout()
@@ -185,51 +186,60 @@ def plot_landscape_explorer(fig, step, lr, curves, sweep, colors=None):
 
 def check_stable_lr(answer, lam: float):
     """Exercise: the largest learning rate for which gradient descent on ``f(x) = lam / 2 x^2`` converges."""
-    value, verdict = _numeric_answer(answer, "the largest stable learning rate")
+    value, verdict = numeric_answer(answer, "the largest stable learning rate")
     if value is None:
         return verdict
     right = 2.0 / lam
     if math.isclose(value, right, rel_tol=1e-3):
-        return _ok(f"lr < 2 / lambda = {right:.4g}: each step multiplies x by (1 - lr lambda), which must lie "
+        return ok(f"lr < 2 / lambda = {right:.4g}: each step multiplies x by (1 - lr lambda), which must lie "
                    "in (-1, 1)")
     if math.isclose(value, 1.0 / lam, rel_tol=1e-3):
-        return _wrong("1 / lambda is the step that jumps straight to the minimum; larger steps overshoot but still "
+        return wrong("1 / lambda is the step that jumps straight to the minimum; larger steps overshoot but still "
                       "converge as long as |1 - lr lambda| < 1")
-    return _wrong(f"{value:.4g} is not it: write one step as x <- (1 - lr lambda) x and ask when |1 - lr lambda| < 1")
+    return wrong(f"{value:.4g} is not it: write one step as x <- (1 - lr lambda) x and ask when |1 - lr lambda| < 1")
 
 
-def check_effective_beta(fn):
-    """Exercise: ``fn(distance, grad_change)`` returns the effective beta-smoothness of arrays over points."""
+def check_effective_smoothness(fn):
+    """Exercise: ``fn(distance, grad_change)`` returns the effective smoothness L_eff of arrays over points."""
+    fn, verdict = function_answer(fn, "your effective_smoothness(distance, grad_change)",
+                                  "check_effective_smoothness(effective_smoothness)")
     if fn is None:
-        return _not_attempted("your effective_beta(distance, grad_change)")
-    if not callable(fn):
-        return _wrong(f"expected a function effective_beta(distance, grad_change), got {type(fn).__name__}")
+        return verdict
     distance = np.array([0.1, 0.2, 0.4, 0.8])
     change = np.array([0.05, 0.3, 0.4, 0.6])
-    try:
-        value = float(fn(distance, change))
-    except Exception as err:  # the reader's code: report, never raise
-        return _wrong(f"your function raised {type(err).__name__}: {err}")
+    result, verdict = call_answer(fn, distance, change, signature="fn(distance, grad_change) with two arrays of 4")
+    if verdict is not None:
+        return verdict
+    if result is None:
+        return wrong("your function returned None: return the effective smoothness, one number")
+    value, verdict = numeric_answer(result, "the value your function returned")
+    if value is None:
+        return verdict
     if math.isclose(value, 1.5, rel_tol=1e-6):
-        return _ok("the largest ratio of gradient change to distance moved: 1.5 here")
+        return ok("the largest ratio of gradient change to distance moved: 1.5 here")
     if math.isclose(value, 0.6 / 0.8, rel_tol=1e-6):
-        return _wrong("that is the ratio at the farthest point only; beta is the largest ratio over all points")
+        return wrong("that is the ratio at the farthest point only; L_eff is the largest ratio over all points")
     if math.isclose(value, 0.6 / 0.1, rel_tol=1e-6):
-        return _wrong("that divides the largest change by the smallest distance; take the ratio point by point")
-    return _wrong(f"got {value:.4g}; compute grad_change / distance at every point and take the largest")
+        return wrong("that divides the largest change by the smallest distance; take the ratio point by point")
+    return wrong(f"got {value:.4g}; compute grad_change / distance at every point and take the largest")
 
 
 def check_scale_invariance(grad_factor, rel_update_factor, a: float = 2.0):
-    """Exercise: scaling a weight that feeds BN by ``a`` multiplies its gradient by ? and its relative update by ?"""
+    """Exercise: scaling a weight that feeds BN by ``a`` multiplies its gradient by ? and its relative update by ?
+
+    Both answers are numbers; None in either is "not attempted".
+    """
     if grad_factor is None or rel_update_factor is None:
-        return _not_attempted("the two factors")
-    try:
-        g, r = float(grad_factor), float(rel_update_factor)
-    except (TypeError, ValueError):
-        return _wrong("expected two numbers")
+        return not_attempted("the two factors (gradient, relative update)")
+    g, verdict = numeric_answer(grad_factor, "the factor of the gradient")
+    if g is None:
+        return verdict
+    r, verdict = numeric_answer(rel_update_factor, "the factor of the relative update")
+    if r is None:
+        return verdict
     ok_g, ok_r = math.isclose(g, 1 / a, rel_tol=1e-3), math.isclose(r, 1 / a**2, rel_tol=1e-3)
     if ok_g and ok_r:
-        return _ok(f"gradient x 1/a = {1 / a:g}, relative update x 1/a^2 = {1 / a**2:g}")
+        return ok(f"gradient x 1/a = {1 / a:g}, relative update x 1/a^2 = {1 / a**2:g}")
     if not ok_g:
-        return _wrong(f"gradient factor {g:g} is off: differentiate BN((a W) u) = BN(W u) with respect to a W")
-    return _wrong(f"relative update factor {r:g} is off: the update shrinks by 1/a and the weight grows by a")
+        return wrong(f"gradient factor {g:g} is off: differentiate BN((a W) u) = BN(W u) with respect to a W")
+    return wrong(f"relative update factor {r:g} is off: the update shrinks by 1/a and the weight grows by a")

@@ -7,19 +7,25 @@ only first-order effects: after the step w_i <- w_i - lr g_i the output is
 
 a polynomial of degree l in the learning rate. Its coefficient of lr is -g^T g (what the gradient predicts);
 the others (lr^2 g_1 g_2 w_3 ... w_l and its relatives) are what it misses. Everything here is exact algebra in
-float64 NumPy. Used by "Higher-order effects" (the chain experiments, the widget, two self-checks).
+float64 NumPy. This is the code of the chapter "Higher-order effects" (chapters/higher_order.ipynb): the chain
+experiments, the explorer's plot function and the chapter's two self-checks.
 """
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
+import torch
 
-from .exercises import _not_attempted, _numeric_answer, _ok, _wrong
+from .. import hessian
+from ..seeding import rng
+from ..selfcheck import not_attempted, numeric_answer, ok, wrong
 
 __all__ = [
-    "chain_weights", "output", "gradient", "step_polynomial", "one_step", "motion", "crossover_lr",
-    "equal_weights_crossover", "plot_chain", "check_second_order", "check_crossover",
+    "chain_weights", "output", "chain_gradient", "step_polynomial", "one_step", "motion", "crossover_lr",
+    "equal_weights_crossover", "plot_chain", "check_second_order", "check_crossover", "layer_groups",
+    "curvature_split",
 ]
 
 
@@ -50,16 +56,16 @@ def _finite(values, what: str):
     return values
 
 
-def chain_weights(depth: int, scale: float, spread: float = 0.0, seed: int = 0) -> np.ndarray:
+def chain_weights(depth: int, scale: float, spread: float = 0.0, seed: int | None = None) -> np.ndarray:
     """``depth`` positive weights ``scale * exp(spread * z_i)`` with z_i standard normal (all equal to ``scale``
-    when ``spread=0``)."""
+    when ``spread=0``); ``seed=None`` draws the z_i from the book's base seed (:mod:`bnbook.seeding`)."""
     if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
         raise ValueError(f"depth must be a positive integer, got {depth!r}")
     scale = _number("scale", scale, positive=True)
     spread = _number("spread", spread)
     if spread < 0:
         raise ValueError(f"spread must be >= 0, got {spread}")
-    z = np.random.default_rng(seed).standard_normal(depth)
+    z = rng(seed).standard_normal(depth)
     return scale * np.exp(spread * z)
 
 
@@ -68,7 +74,7 @@ def output(w, x: float = 1.0) -> float:
     return _number("x", x) * float(np.prod(_weights(w)))
 
 
-def gradient(w, x: float = 1.0) -> np.ndarray:
+def chain_gradient(w, x: float = 1.0) -> np.ndarray:
     """dy/dw_i = x times the product of all the *other* weights (prefix and suffix products, so a zero weight is
     fine)."""
     w, x = _weights(w), _number("x", x)
@@ -84,7 +90,7 @@ def step_polynomial(w, x: float = 1.0) -> np.ndarray:
 
     c_0 = y, c_1 = -g^T g (the first-order prediction per unit lr), c_2 = sum_{i<j} g_i g_j prod_{k != i,j} w_k.
     """
-    w, g = _weights(w), gradient(w, x)
+    w, g = _weights(w), chain_gradient(w, x)
     poly = np.array([_number("x", x)])
     with np.errstate(over="ignore", invalid="ignore"):
         for wi, gi in zip(w, g):
@@ -101,7 +107,7 @@ def one_step(w, lr: float, x: float = 1.0) -> dict:
     (|sum of the terms of order >= 2| / |first|, computed from the terms, so it stays accurate when tiny).
     """
     w, lr = _weights(w), _number("lr", lr, positive=True)
-    g = gradient(w, x)
+    g = chain_gradient(w, x)
     coef = step_polynomial(w, x)
     with np.errstate(over="ignore", invalid="ignore"):
         terms = _finite(coef[1:] * lr ** np.arange(1, len(coef)), "terms")
@@ -148,8 +154,8 @@ def equal_weights_crossover(depth: int, scale: float) -> float:
 # --- the widget's plot function -------------------------------------------------------------------
 
 def plot_chain(fig, depth: int = 10, scale: float = 1.0, log10_lr: float = -2.0, spread: float = 0.0,
-               seed: int = 0):
-    """Two panels for one chain and one step of size 10**log10_lr.
+               seed: int | None = None):
+    """Two panels for one chain (:func:`chain_weights` with ``seed``) and one step of size 10**log10_lr.
 
     Left: the change of y after one step divided by the first-order prediction, over a range of step sizes:
     exact, first order (1 by definition) and first + second order. Right: the size of each order's term
@@ -157,7 +163,7 @@ def plot_chain(fig, depth: int = 10, scale: float = 1.0, log10_lr: float = -2.0,
     """
     w = chain_weights(int(depth), scale, spread, seed)
     lr = 10.0 ** float(log10_lr)
-    y, g = output(w), gradient(w)
+    y, g = output(w), chain_gradient(w)
     coef = step_polynomial(w)
     grid = lr * np.logspace(-2, 2, 81)
     with np.errstate(over="ignore", invalid="ignore"):
@@ -194,45 +200,83 @@ _SECOND_ORDER_CASES = ([1.3, 0.7, 2.0, -0.5, 1.1], [0.9, 1.2, 1.1], [2.0, 0.5, 1
 def check_second_order(fn) -> bool | None:
     """Check ``fn(w, x) -> c_2``, the coefficient of lr^2 in y after one step, on a few chains."""
     if fn is None:
-        return _not_attempted("the second-order coefficient")
+        return not_attempted("the second-order coefficient")
     if not callable(fn):
-        return _wrong(f"expected a function second_order(w, x), got {type(fn).__name__}")
+        return wrong(f"expected a function second_order(w, x), got {type(fn).__name__}")
     for w in _SECOND_ORDER_CASES:
         w = np.array(w)
         want = step_polynomial(w, 0.8)[2]
         try:
             got = float(fn(w.copy(), 0.8))
         except Exception as err:  # the reader's code: report, never raise
-            return _wrong(f"your function raised {type(err).__name__}: {err}")
+            return wrong(f"your function raised {type(err).__name__}: {err}")
         if math.isclose(got, want, rel_tol=1e-8):
             continue
-        g = gradient(w, 0.8)
+        g = chain_gradient(w, 0.8)
         pair = g[0] * g[1] * np.prod(w[2:])  # the pair (1, 2) only
         if math.isclose(got, 2 * want, rel_tol=1e-8):
-            return _wrong("twice the right value: sum over pairs i < j, not over all i != j")
+            return wrong("twice the right value: sum over pairs i < j, not over all i != j")
         if math.isclose(got, -want, rel_tol=1e-8):
-            return _wrong("the sign is wrong: each factor is (w_i - lr g_i), so two factors of -lr give +lr^2")
+            return wrong("the sign is wrong: each factor is (w_i - lr g_i), so two factors of -lr give +lr^2")
         if any(math.isclose(got, p, rel_tol=1e-8) for p in (pair, 0.8 * pair)):
-            return _wrong("that is only the pair (1, 2) that Goodfellow et al. write out; "
+            return wrong("that is only the pair (1, 2) that Goodfellow et al. write out; "
                           "every pair i < j contributes")
-        return _wrong(f"for w = {w.tolist()} and x = 0.8 the coefficient is {want:.6g}, you returned {got:.6g}")
-    return _ok("right: c_2 = sum over pairs i<j of g_i g_j times the other weights")
+        return wrong(f"for w = {w.tolist()} and x = 0.8 the coefficient is {want:.6g}, you returned {got:.6g}")
+    return ok("right: c_2 = sum over pairs i<j of g_i g_j times the other weights")
 
 
 def check_crossover(answer, depth: int = 12, scale: float = 1.2) -> bool | None:
     """Check the learning rate at which the second-order term equals the first, for ``depth`` equal weights
     ``scale`` and x = 1."""
-    answer, verdict = _numeric_answer(answer, "the crossover learning rate")
+    answer, verdict = numeric_answer(answer, "the crossover learning rate")
     if answer is None:
         return verdict
     want = equal_weights_crossover(depth, scale)
     if math.isclose(answer, want, rel_tol=0.01):
-        return _ok(f"right: lr = 2 / ((l - 1) s^(l - 2)) = {want:.4g}")
+        return ok(f"right: lr = 2 / ((D - 1) s^(D - 2)) = {want:.4g}")
     if math.isclose(answer, want / 2, rel_tol=0.01):
-        return _wrong("half the right value: there are l(l-1)/2 pairs, not l(l-1)")
+        return wrong("half the right value: there are D(D-1)/2 pairs, not D(D-1)")
     if math.isclose(answer, want * 2, rel_tol=0.01):
-        return _wrong("twice the right value: count each pair once, there are l(l-1)/2 pairs")
+        return wrong("twice the right value: count each pair once, there are D(D-1)/2 pairs")
     if math.isclose(answer, want / scale, rel_tol=0.01) or math.isclose(answer, want * scale, rel_tol=0.01):
-        return _wrong("off by one factor of the scale: g_i = s^(l-1), c_1 = -l s^(2l-2), "
-                      "c_2 = l(l-1)/2 s^(3l-4)")
-    return _wrong(f"not quite: compare c_1 = -g^T g with c_2 for equal weights (you gave {answer:.4g})")
+        return wrong("off by one factor of the scale: g_i = s^(D-1), c_1 = -D s^(2D-2), "
+                      "c_2 = D(D-1)/2 s^(3D-4)")
+    return wrong(f"not quite: compare c_1 = -g^T g with c_2 for equal weights (you gave {answer:.4g})")
+
+
+# --- within-layer and cross-layer curvature of a network ------------------------------------------
+
+def layer_groups(model) -> list[list[int]]:
+    """The trainable parameters of ``model`` grouped by layer, as lists of indices into the parameter tuple of
+    :func:`bnbook.hessian.loss_function`: a layer is a module name's trailing number (``fc3`` and ``norm3``
+    form layer 3); a name without one (``out``) is a layer of its own."""
+    groups: dict[str, list[int]] = {}
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    for i, name in enumerate(names):
+        module = name.split(".")[-2] if "." in name else name
+        key = re.search(r"\d*$", module)[0] or module
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())
+
+
+def curvature_split(f, params, direction, groups) -> dict:
+    """Split d^T H d into the layers' diagonal blocks and the rest (H the Hessian of ``f`` at ``params``).
+
+    For each layer k the direction is set to zero outside the layer, d_k; the Hessian-vector product H d_k,
+    projected back onto the layer, gives the within-layer term d_k^T H_kk d_k. Returns ``total`` (d^T H d),
+    ``within`` (one term per layer), ``cross`` (total minus their sum: the off-diagonal blocks, the
+    interactions between layers) and ``cross_share`` (|cross| / (|sum of within| + |cross|), in [0, 1]).
+    """
+    direction = tuple(direction)
+    flat = sorted(i for g in groups for i in g)
+    if flat != list(range(len(direction))):
+        raise ValueError("groups must cover every parameter index exactly once")
+    total = float(hessian.dot(direction, hessian.hvp(f, params, direction)))
+    within = []
+    for group in groups:
+        part = tuple(d if i in group else torch.zeros_like(d) for i, d in enumerate(direction))
+        within.append(float(hessian.dot(part, hessian.hvp(f, params, part))))
+    cross = total - sum(within)
+    scale = abs(sum(within)) + abs(cross)
+    return {"total": total, "within": within, "cross": cross,
+            "cross_share": abs(cross) / scale if scale else 0.0}

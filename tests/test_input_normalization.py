@@ -9,8 +9,8 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from bnbook import conditioning as cd  # noqa: E402
-from bnbook import data  # noqa: E402
+from bnbook.chapters import input_normalization as cd  # noqa: E402
+from bnbook import data, models, train  # noqa: E402
 
 
 def test_second_moment_is_the_least_squares_hessian():
@@ -40,26 +40,40 @@ def test_stable_lr_separates_convergence_from_divergence():
     h = np.diag([10.0, 1.0])
     assert cd.stable_lr(h) == pytest.approx(0.2)
     w_star, w0 = np.array([1.0, -1.0]), np.zeros(2)
-    path, diverged = cd.gd_path(h, w_star, w0, 0.19, 300)
-    assert not diverged and cd.excess_loss(h, path[-1], w_star)[0] < 1e-8
-    path, diverged = cd.gd_path(h, w_star, w0, 0.21, 1000)
-    assert diverged and np.all(np.isfinite(path)) and len(path) < 1001
-    assert cd.steps_to_tolerance(h, w_star, w0, 0.21) is None
+    run = cd.quadratic_gd(h, w_star, w0, 0.19, 300, keep_path=True)
+    assert isinstance(run, train.History) and not run.diverged and run.steps == list(range(301))
+    path = np.array([w for _, w in run.probes])
+    assert path.shape == (301, 2) and np.allclose(path[0], w0)
+    assert np.allclose(cd.excess_loss(h, path, w_star), run.train_loss)
+    assert run.train_loss[-1] < 1e-8
+    over = cd.quadratic_gd(h, w_star, w0, 0.21, 1000, keep_path=True)
+    assert over.diverged and 1 < over.diverged_at < 1000 and over.steps[-1] == over.diverged_at - 1
+    assert np.all(np.isfinite(over.train_loss)) and len(over.probes) == len(over.steps)
+    # the book's one divergence rule: the run stops at the first excess loss above 100 x max(1, initial)
+    e = np.linalg.matrix_power(np.eye(2) - 0.21 * h, over.diverged_at) @ (w0 - w_star)
+    assert train.has_diverged(0.5 * e @ h @ e, train.divergence_limit(over.train_loss[0]))
+    assert max(over.train_loss) <= train.divergence_limit(over.train_loss[0])
+    assert cd.steps_to_tolerance(cd.quadratic_gd(h, w_star, w0, 0.21, 1000, tol=1e-6), 1e-6) is None
+    assert cd.steps_to_tolerance(cd.quadratic_gd(h, w_star, w0, 0.19, 5, tol=1e-6), 1e-6) is None  # too few steps
 
 
 def test_steps_to_tolerance_match_the_exact_count_and_stay_below_the_bound():
     h = np.diag([1.0, 0.01])  # kappa = 100
     w_star, w0 = np.zeros(2), np.array([0.0, 1.0])  # all the error in the slowest direction
     tol = 1e-6
+
+    def count(w0, lr):
+        return cd.steps_to_tolerance(cd.quadratic_gd(h, w_star, w0, lr, 100_000, tol=tol), tol)
+
     exact = math.ceil(math.log(tol) / (2 * math.log(1 - 0.01)))  # (1 - 1/kappa)^(2t) <= tol
-    assert cd.steps_to_tolerance(h, w_star, w0, 1.0, tol) == exact
+    run = cd.quadratic_gd(h, w_star, w0, 1.0, 100_000, tol=tol)
+    assert cd.steps_to_tolerance(run, tol) == exact == run.steps[-1]  # it stops there
     assert cd.predicted_steps(100.0, tol) == pytest.approx(exact, abs=1)
-    mixed = cd.steps_to_tolerance(h, w_star, np.array([1.0, 1.0]), 1.0, tol)
-    assert mixed <= cd.predicted_steps(100.0, tol) + 1
-    both = cd.steps_to_tolerance(h, w_star, w0, 2 / 1.01, tol)
-    assert both <= cd.predicted_steps(100.0, tol, "2/(L+mu)") + 1 < exact
+    assert count(np.array([1.0, 1.0]), 1.0) <= cd.predicted_steps(100.0, tol) + 1
+    both = count(w0, 2 / 1.01)
+    assert both <= cd.predicted_steps(100.0, tol, "2/(lambda_max+lambda_min)") + 1 < exact
     assert cd.predicted_steps(1.0) == 1.0
-    assert cd.steps_to_tolerance(h, w_star, w_star, 1.0) == 0
+    assert count(w_star, 1.0) == 0
 
 
 def test_steps_grow_linearly_with_kappa_on_ill_conditioned_regression():
@@ -70,7 +84,8 @@ def test_steps_grow_linearly_with_kappa_on_ill_conditioned_regression():
         h = cd.second_moment(x, bias=False)
         w_star = np.linalg.solve(h, x.T @ y / len(x))
         kappas.append(cd.condition_number(h))
-        steps.append(cd.steps_to_tolerance(h, w_star, np.zeros(5), 1 / np.linalg.eigvalsh(h)[-1]))
+        run = cd.quadratic_gd(h, w_star, np.zeros(5), 1 / np.linalg.eigvalsh(h)[-1], 100_000, tol=1e-6)
+        steps.append(cd.steps_to_tolerance(run, 1e-6))
     slope = math.log(steps[1] / steps[0]) / math.log(kappas[1] / kappas[0])
     assert 0.8 < slope < 1.2
 
@@ -139,12 +154,14 @@ def test_two_feature_hessians_and_the_plot():
     assert cd.condition_number(cd.two_feature_hessian(10.0)) == pytest.approx(100.0)
     assert cd.condition_number(cd.two_feature_hessian(1.0, 0.9, "standardize")) == pytest.approx(19.0)
     assert cd.condition_number(cd.two_feature_hessian(7.0, 0.5, "zca")) == pytest.approx(1.0)
-    fig, ax = plt.subplots()
-    raw = cd.draw_gd_path(ax, scale=5.0, method="none")
-    white = cd.draw_gd_path(ax, scale=5.0, correlation=0.8, method="zca")
-    over = cd.draw_gd_path(ax, scale=5.0, lr_fraction=1.1)
-    assert raw["kappa"] == pytest.approx(25.0) and raw["steps_to_tol"] > 100
-    assert white["steps_to_tol"] == 1 and over["diverged"] and over["steps_to_tol"] is None
+    fig, axes = plt.subplots(1, 3)
+    raw = cd.draw_gd_path(axes[0], scale=5.0, method="none")
+    white = cd.draw_gd_path(axes[1], scale=5.0, correlation=0.8, method="zca")
+    over = cd.draw_gd_path(axes[2], scale=5.0, lr_fraction=1.1)
+    assert axes[0].get_title().startswith("raw: $\\kappa$ = 25,") and axes[1].get_title().endswith("1 steps")
+    assert axes[2].get_title().endswith("diverged")
+    assert cd.steps_to_tolerance(raw) > 100 and len(raw.probes) == len(raw.steps)
+    assert cd.steps_to_tolerance(white) == 1 and over.diverged and cd.steps_to_tolerance(over) is None
     fig = plt.figure()
     cd.plot_gd_contours(fig, scale=3.0, correlation=0.5, method="standardize")
     assert len(fig.axes) == 2
@@ -154,9 +171,11 @@ def test_two_feature_hessians_and_the_plot():
 @pytest.mark.parametrize("call, message", [
     (lambda: cd.condition_number(np.ones(3)), "2-D"),
     (lambda: cd.second_moment([[1.0, float("nan")]]), "NaN"),
-    (lambda: cd.gd_path(np.eye(2), np.zeros(2), np.zeros(3), 0.1, 5), "entries"),
-    (lambda: cd.gd_path(np.eye(2), np.zeros(2), np.ones(2), -0.1, 5), "lr"),
-    (lambda: cd.steps_to_tolerance(np.eye(2), np.zeros(2), np.ones(2), 0.1, tol=2.0), "tol"),
+    (lambda: cd.quadratic_gd(np.eye(2), np.zeros(2), np.zeros(3), 0.1, 5), "entries"),
+    (lambda: cd.quadratic_gd(np.eye(2), np.zeros(2), np.ones(2), -0.1, 5), "lr"),
+    (lambda: cd.quadratic_gd(np.eye(2), np.zeros(2), np.ones(2), 0.1, -1), "steps"),
+    (lambda: cd.quadratic_gd(np.eye(2), np.zeros(2), np.ones(2), 0.1, 5, tol=2.0), "tol"),
+    (lambda: cd.steps_to_tolerance(cd.quadratic_gd(np.eye(2), np.zeros(2), np.ones(2), 0.1, 5), tol=0.0), "tol"),
     (lambda: cd.predicted_steps(0.5), "kappa"),
     (lambda: cd.predicted_steps(10.0, lr="1/mu"), "lr"),
     (lambda: cd.fit_normalizer(np.ones((3, 2)), "sphere"), "unknown method"),
@@ -174,6 +193,8 @@ def test_non_numbers_and_non_datasets_raise_type_errors():
         cd.second_moment("abc")
     with pytest.raises(TypeError, match="Dataset"):
         cd.normalized(np.ones((3, 2)), "standardize")
+    with pytest.raises(TypeError, match="History"):
+        cd.steps_to_tolerance((np.zeros((3, 2)), False))
 
 
 def test_self_checks(capsys):
@@ -204,23 +225,30 @@ def test_self_checks(capsys):
 
 
 def test_least_squares_gd_matches_the_training_loop_and_its_stability_limit():
-    from bnbook import models, train
     d = cd.normalized(cd.drop_constant(data.digits(seed=0)), "standardize")
-    run = cd.least_squares_gd(d, lr=0.3, steps=50)
+    run = cd.least_squares_gd(d, lr=0.3, steps=50, eval_every=10)
     # the same iteration through bnbook.train (full batch, zero init, mse on one-hot targets)
     model = models.mlp(d.n_features, hidden=(), out_features=10)
     torch.nn.init.zeros_(model.out.weight)
     torch.nn.init.zeros_(model.out.bias)
     hist = train.train(model, d, steps=50, lr=0.3, loss="mse", batch_size=len(d.x_train),
                        eval_every=10, progress=False)
-    assert np.allclose(run["loss"][hist.steps], hist.train_loss, rtol=1e-4)
-    assert not run["diverged"] and run["best"] < run["loss"][-1] < run["loss"][0]
-    assert 0.5 < run["test_acc"] <= 1.0
+    assert isinstance(run, train.History) and run.steps == hist.steps == [0, 10, 20, 30, 40, 50]
+    for metric in train.METRICS:
+        assert np.allclose(getattr(run, metric), getattr(hist, metric), rtol=1e-4, atol=1e-6), metric
+    assert np.allclose(run.step_loss, hist.step_loss, rtol=1e-4)
+    f_star = cd.least_squares_min(d)
+    assert not run.diverged and f_star < run.final("train_loss") < run.train_loss[0]
+    assert 0.5 < run.final("test_acc") <= 1.0
     limit = 10 / np.linalg.eigvalsh(cd.second_moment(d.x_train))[-1]
-    assert not cd.least_squares_gd(d, 0.9 * limit, 300)["diverged"]
+    assert not cd.least_squares_gd(d, 0.9 * limit, 300).diverged
     over = cd.least_squares_gd(d, 1.1 * limit, 300)
-    assert over["diverged"] and math.isnan(over["test_acc"]) and np.all(np.isfinite(over["loss"]))
+    assert over.diverged and 1 < over.diverged_at < 300 and math.isnan(over.final("test_acc"))
+    assert np.all(np.isfinite(over.step_loss)) and len(over.step_loss) == over.diverged_at - 1
+    assert max(over.step_loss) <= train.divergence_limit(over.train_loss[0])
     with pytest.raises(TypeError, match="Dataset"):
         cd.least_squares_gd(np.ones((3, 2)), 0.1, 5)
+    with pytest.raises(TypeError, match="Dataset"):
+        cd.least_squares_min(np.ones((3, 2)))
     with pytest.raises(ValueError, match="steps"):
         cd.least_squares_gd(d, 0.1, 0)

@@ -1,4 +1,4 @@
-"""bnbook.minibatch: gradient noise, throughput, batch statistics, the 2-D explorer and the self-checks."""
+"""bnbook.chapters.minibatch_sgd: gradient noise, throughput, batch statistics, the 2-D explorer and the self-checks."""
 import math
 
 import matplotlib
@@ -10,8 +10,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from bnbook import data, models, train  # noqa: E402
-from bnbook import minibatch as mb  # noqa: E402
+from bnbook import data, measure, models, train  # noqa: E402
+from bnbook.chapters import minibatch_sgd as mb  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -139,15 +139,26 @@ def test_loss_clock_records_time_and_whole_set_loss(problem):
     assert h.probes[-1][1][1] == pytest.approx(h.train_loss[-1], rel=1e-5)
 
 
+def test_loss_clock_leaves_the_mode_alone(problem):
+    model, x, y = problem
+    clock = mb.LossClock(x, y)
+    model.train()
+    clock(model, 0)
+    assert model.training
+    model.eval()
+    clock(model, 1)
+    assert not model.training
+
+
 # --- batch statistics --------------------------------------------------------------------------------------
 
 def test_batch_moments_are_the_statistics_of_distinct_rows():
     values = torch.arange(10.0)[:, None] * torch.tensor([1.0, -2.0])
-    means, variances = mb.batch_moments(values, 10, 3, torch.Generator().manual_seed(0))
+    means, variances = measure.batch_statistics(values, 10, 3, torch.Generator().manual_seed(0))
     # a batch of every row: the population statistics, every time
     assert torch.allclose(means, values.mean(0).expand(3, 2))
     assert torch.allclose(variances, values.var(0, correction=0).expand(3, 2))
-    means, _ = mb.batch_moments(values[:, 0], 1, 50, torch.Generator().manual_seed(0))
+    means, _ = measure.batch_statistics(values[:, 0], 1, 50, torch.Generator().manual_seed(0))
     assert set(means.tolist()) <= set(range(10))
 
 
@@ -155,7 +166,7 @@ def test_batch_mean_spread_follows_the_finite_population_formula():
     g = torch.Generator().manual_seed(0)
     values = torch.randn(500, generator=g)
     sigma = values.std(correction=0).item()
-    means, _ = mb.batch_moments(values, 50, 4000, g)
+    means, _ = measure.batch_statistics(values, 50, 4000, g)
     predicted = sigma / math.sqrt(50) * math.sqrt((500 - 50) / 499)
     assert means.std().item() == pytest.approx(predicted, rel=0.05)
 
@@ -181,37 +192,63 @@ def test_normalized_in_batches_rejects_bad_input(kwargs, message):
 
 def test_batch_statistics_reject_non_tensors():
     with pytest.raises(ValueError, match="torch tensor"):
-        mb.batch_moments([1.0, 2.0], 1, 1)
+        measure.batch_statistics([1.0, 2.0], 1, 1)
     with pytest.raises(ValueError, match="torch tensor"):
         mb.normalized_in_batches(np.zeros(4), 0, 2, 1)
 
 
 # --- the 2-D problem and explorer --------------------------------------------------------------------------
 
+def test_toy_regression_follows_the_base_seed(monkeypatch):
+    monkeypatch.setenv("BNBOOK_SEED", "3")
+    x3, y3, _ = mb.toy_regression(32)
+    assert np.array_equal(x3, mb.toy_regression(32, seed=3)[0])
+    monkeypatch.setenv("BNBOOK_SEED", "4")
+    assert not np.array_equal(x3, mb.toy_regression(32)[0])
+
+
 def test_full_batch_path_is_gradient_descent_and_converges():
     x, y, w_star = mb.toy_regression(64, seed=0)
-    path = mb.sgd_path(x, y, 64, lr=1.0, epochs=200)
-    assert path.shape == (201, 2)
+    h = mb.sgd_path(x, y, 64, lr=1.0, epochs=200)
+    assert isinstance(h, train.History) and not h.diverged
+    steps, path = h.probe_series()
+    assert path.shape == (201, 2) and list(steps) == h.steps == list(range(201))
     w = np.array([-1.5, 2.0])
     w = w - 1.0 * x.T @ (x @ w - y) / 64
     assert np.allclose(path[1], w)
     assert np.allclose(path[-1], w_star, atol=1e-6)
-    assert mb.excess_loss(x, y, path)[-1] == pytest.approx(0.0, abs=1e-10)
+    excess = mb.sgd_excess_loss(x, y, path)
+    assert excess[-1] == pytest.approx(0.0, abs=1e-10)
+    # the recorded loss is the full-batch loss of each iterate
+    assert np.allclose(np.array(h.train_loss) - h.train_loss[-1], excess, atol=1e-10)
 
 
 def test_sgd_path_has_one_step_per_batch_and_stops_when_diverging():
     x, y, _ = mb.toy_regression(64, seed=0)
-    assert mb.sgd_path(x, y, 8, lr=0.1, epochs=2).shape == (2 * 8 + 1, 2)
+    h = mb.sgd_path(x, y, 8, lr=0.1, epochs=2)
+    assert h.probe_series()[1].shape == (2 * 8 + 1, 2) and not h.diverged
     diverged = mb.sgd_path(x, y, 64, lr=10.0, epochs=500)
-    assert len(diverged) < 501 and np.all(np.isfinite(diverged))
+    assert diverged.diverged and diverged.diverged_at == len(diverged.steps) < 501
+    assert np.isnan(diverged.final("train_loss"))
+    assert np.all(np.isfinite(diverged.probe_series()[1])) and np.all(np.isfinite(diverged.train_loss))
+    # the book's one rule: the run stops at the first loss above divergence_limit(initial loss)
+    limit = train.divergence_limit(diverged.train_loss[0])
+    assert not any(train.has_diverged(v, limit) for v in diverged.train_loss)
+
+
+def test_sgd_path_order_follows_the_seed():
+    x, y, _ = mb.toy_regression(64, seed=0)
+    a, b = (mb.sgd_path(x, y, 8, 0.1, 1, seed=s).probe_series()[1] for s in (0, 1))
+    assert np.array_equal(a, mb.sgd_path(x, y, 8, 0.1, 1, seed=0).probe_series()[1])
+    assert not np.allclose(a, b)
 
 
 def test_small_batches_jitter_more_around_the_minimum():
     x, y, _ = mb.toy_regression(256, seed=1)
     tail = {}
     for b in (1, 32):
-        path = mb.sgd_path(x, y, b, 0.3, 20, seed=1)
-        tail[b] = mb.excess_loss(x, y, path[-len(path) // 4:]).mean()
+        path = mb.sgd_path(x, y, b, 0.3, 20, seed=1).probe_series()[1]
+        tail[b] = mb.sgd_excess_loss(x, y, path[-len(path) // 4:]).mean()
     assert tail[1] > 5 * tail[32]
 
 
@@ -250,8 +287,12 @@ def test_minibatch_gradient_check(capsys):
     assert mb.check_minibatch_gradient(lambda w, x, y: x @ w) is False
     assert mb.check_minibatch_gradient(lambda w, x, y: 1 / 0) is False
     assert "raised ZeroDivisionError" in capsys.readouterr().out
-    with pytest.raises(TypeError, match="function itself"):
-        mb.check_minibatch_gradient(3)
+    assert mb.check_minibatch_gradient(lambda w, x, y: (x.T @ (x @ w - y) / len(x))[:, None]) is True
+    capsys.readouterr()
+    assert mb.check_minibatch_gradient(3) is False
+    assert "function itself" in capsys.readouterr().out
+    assert mb.check_minibatch_gradient(lambda w, x, y: "grad") is False
+    assert "numbers" in capsys.readouterr().out
 
 
 def test_linear_scaling_check(capsys):
