@@ -11,7 +11,8 @@ from torch import nn
 from .functional import batch_norm, check_input, group_norm, layer_norm
 from .seeding import generator as make_generator
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "DistributionNoise", "NoisyBatchNorm1d"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "DistributionNoise", "NoisyBatchNorm1d",
+           "ScaledStdLinear"]
 
 
 class _BatchNorm(nn.Module):
@@ -308,3 +309,39 @@ class NoisyBatchNorm1d(BatchNorm1d):
 
     def forward(self, x):
         return self.noise(super().forward(x))
+
+
+class ScaledStdLinear(nn.Linear):
+    """A linear layer with scaled weight standardization (Qiao et al. 2019; Brock et al. 2021).
+
+    The layer stores an ordinary weight ``W`` (out, in) but multiplies its input by
+    ``gain * (W - mean) / (std * sqrt(fan_in))``, mean and (biased) standard deviation taken over each
+    row (each output unit's fan-in). Every output unit thus has weights of mean 0 and squared norm
+    ``gain^2`` whatever ``W`` has become, so a unit-variance input with independent features keeps
+    unit variance at initialization and during training: the normalization acts on the weights, not
+    on the batch, and an example's output never depends on the rest of its batch. ``gain`` is a
+    learnable per-unit scale (initialized to ``gain_init``), the bias starts at zero, ``eps`` guards a row
+    of equal weights.
+    The normalizer-free networks of :func:`bnbook.models.nf_residual_mlp` use it.
+
+    Examples:
+        >>> layer = ScaledStdLinear(64, 32)
+        >>> layer(torch.randn(5, 64)).shape
+        torch.Size([5, 32])
+    """
+
+    def __init__(self, in_features, out_features, bias=True, gain_init=1.0, eps=1e-4):
+        super().__init__(in_features, out_features, bias=bias)
+        self.gain = nn.Parameter(torch.full((out_features, 1), float(gain_init)))
+        self.eps = eps
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def standardized_weight(self):
+        """The weight the layer applies: ``gain * (W - mean) / (std * sqrt(fan_in))``, per row."""
+        # layer_norm over each row is (W - mean) / sqrt(var + eps / fan_in), one fused op
+        n = self.in_features
+        return nn.functional.layer_norm(self.weight, (n,), eps=self.eps / n) * (self.gain / n**0.5)
+
+    def forward(self, x):
+        return nn.functional.linear(x, self.standardized_weight(), self.bias)

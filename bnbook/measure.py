@@ -7,6 +7,7 @@
 * :func:`accuracy` -- eval-mode accuracy.
 * :func:`random_batches` and :func:`batch_statistics` -- the statistics BN would compute on random mini-batches.
 * :func:`effective_rank` -- entropy-based rank of a representation (rank collapse, Daneshmand et al. 2020).
+* :func:`stable_rank` -- ``||H||_F^2 / ||H||_2^2``, the rank measure that does not count tiny singular values.
 
 Second-order probes (Hessian-vector products) are in :mod:`bnbook.hessian`.
 """
@@ -149,19 +150,39 @@ def batch_statistics(values: torch.Tensor, batch_size: int, n_batches: int,
     return mean, var
 
 
-def effective_rank(features: torch.Tensor, center: bool = False) -> float:
-    """Effective rank of an ``(n, d)`` representation (Roy and Vetterli 2007): ``exp(H(p))`` with ``p`` the
-    singular values normalized to sum to 1. Equals ``k`` for ``k`` equal non-zero singular values and 1 for a
-    rank-one matrix. ``center=True`` first subtracts the mean over examples. 2020).
-    """
+def _singular_values(features: torch.Tensor, center: bool) -> torch.Tensor:
+    """The singular values (float64) of an ``(n, d)`` representation, centred over examples if asked."""
     if not isinstance(features, torch.Tensor) or features.dim() != 2:
         raise ValueError("features must be a 2-D tensor of shape (n_examples, n_features)")
     f = features.detach().double()
     if center:
         f = f - f.mean(dim=0)
-    s = torch.linalg.svdvals(f)
+    return torch.linalg.svdvals(f)
+
+
+def effective_rank(features: torch.Tensor, center: bool = False) -> float:
+    """Effective rank of an ``(n, d)`` representation (Roy and Vetterli 2007): ``exp(H(p))`` with ``p`` the
+    singular values normalized to sum to 1. Equals ``k`` for ``k`` equal non-zero singular values and 1 for a
+    rank-one matrix. ``center=True`` first subtracts the mean over examples.
+    """
+    s = _singular_values(features, center)
     if s.sum() == 0:
         return 0.0
     p = s / s.sum()
     p = p[p > 0]
     return float(torch.exp(-(p * p.log()).sum()))
+
+
+def stable_rank(features: torch.Tensor, center: bool = False) -> float:
+    """Stable rank of an ``(n, d)`` representation: ``||H||_F^2 / ||H||_2^2 = sum_i s_i^2 / s_1^2``.
+
+    At most the rank, equal to ``k`` for ``k`` equal non-zero singular values and to 1 for a rank-one matrix;
+    unlike the rank it barely counts singular values much smaller than the largest, so it measures how close a
+    representation is to rank one (rank collapse, chapter "Deep networks at initialization"). Invariant to the
+    scale of ``features``; computed in float64. ``center=True`` first subtracts the mean over examples. Returns
+    0.0 for a zero matrix.
+    """
+    s = _singular_values(features, center)
+    if s[0] == 0:
+        return 0.0
+    return float((s**2).sum() / s[0] ** 2)

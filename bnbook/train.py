@@ -234,7 +234,7 @@ def train(model: torch.nn.Module, data: Dataset, steps: int, lr: float, batch_si
           optimizer: str = "sgd", momentum: float = 0.0, weight_decay: float = 0.0, seed: int | None = None,
           eval_every: int | None = None, loss: str = "cross_entropy", callback: Callable | None = None,
           callback_every: int | None = None, progress: bool = True, diverge_threshold: float | None = None,
-          desc: str | None = None, num_threads: int | None = 1) -> History:
+          desc: str | None = None, num_threads: int | None = 1, before_step: Callable | None = None) -> History:
     """Train ``model`` in place for ``steps`` mini-batch updates and return its :class:`History`.
 
     ``seed`` (default: the book's base seed) fixes the batch order and any randomness during training
@@ -246,11 +246,17 @@ def train(model: torch.nn.Module, data: Dataset, steps: int, lr: float, batch_si
     ``diverge_threshold``, default :func:`divergence_limit` of the initial training loss) stops the run and
     marks it diverged.
 
+    ``before_step(model)`` (optional) runs at every update after ``loss.backward()`` and before the optimizer
+    step, when ``p.grad`` holds the mini-batch gradient it may change in place: the place for gradient clipping,
+    e.g. ``before_step=lambda m: torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)`` (Pascanu et al. 2013).
+
     ``num_threads=1`` runs torch on one thread during training (restored afterwards): the book's nets are too
     small to gain from more, and on a busy 2-core machine two threads per process made runs up to 10x slower.
     ``None`` keeps torch's setting.
     """
     _check_args(model, data, steps, lr, batch_size, eval_every, callback_every)
+    if before_step is not None and not callable(before_step):
+        raise TypeError(f"before_step must be a function before_step(model), got {type(before_step).__name__}")
     loss_fn = _loss_fn(loss, data)
     opt = _optimizer(optimizer, model.parameters(), lr, momentum, weight_decay)
     seed = base_seed() if seed is None else int(seed)
@@ -263,12 +269,13 @@ def train(model: torch.nn.Module, data: Dataset, steps: int, lr: float, batch_si
         stream = _batch_stream(data, batch_size, torch.Generator().manual_seed(seed))
         with progress_bar(total=steps, progress=progress, desc=desc, leave=False) as bar:
             _run(model, data, steps, loss_fn, opt, stream, eval_every, callback, callback_every, diverge_threshold,
-                 history, bar)
+                 history, bar, before_step)
     history.seconds = time.perf_counter() - start
     return history
 
 
-def _run(model, data, steps, loss_fn, opt, stream, eval_every, callback, callback_every, threshold, history, bar):
+def _run(model, data, steps, loss_fn, opt, stream, eval_every, callback, callback_every, threshold, history, bar,
+         before_step=None):
     if not _evaluate(model, data, loss_fn, history, 0):
         history.diverged, history.diverged_at = True, 0
         return
@@ -285,6 +292,8 @@ def _run(model, data, steps, loss_fn, opt, stream, eval_every, callback, callbac
             break
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if before_step is not None:
+            before_step(model)
         opt.step()
         history.step_loss.append(value)
         bar.update()

@@ -16,18 +16,6 @@ ROOT = Path(__file__).resolve().parents[1]
 WORDS_PER_MINUTE = 100  # studying technical prose, not skimming it
 MINUTES_PER_EQUATION, MINUTES_PER_FIGURE, MINUTES_PER_CODE_CELL = 1.0, 2.0, 0.5
 MAX_MINUTES = 45
-# The learners' questions (../shared/papers.md, issue "The bottom line"), in their canonical wording.
-QUESTIONS = (
-    "Is BN necessary?",
-    "Why does normalizing hidden units help later layers?",
-    "Are gamma and beta redundant?",
-    "Internal covariate shift or smoothness?",
-    "Before or after the nonlinearity?",
-    "BN with dropout?",
-    "Small batches?",
-    "Why mini-batches?",
-    "So, is there a bottom line?",
-)
 KINDS = ("Derivation", "Code", "Measurement", "Discussion")
 EXERCISE_META = re.compile(r"^\*\*(" + "|".join(KINDS) + r")\*\* · (easy|medium|hard) · about (\d+) min\b")
 EXERCISE = re.compile(r"^[ \t]*(`{3,}|:{3,})\{exercise(?:-start)?\}[^\n]*\n((?:[ \t]*:[\w-]+:[^\n]*\n)*)"
@@ -74,14 +62,14 @@ def prose_words(text: str) -> int:
 
 def reading_minutes(nb) -> tuple[int, float]:
     """(main-path prose words, estimated minutes): technical prose at WORDS_PER_MINUTE, plus a minute per
-    display equation, two per numbered figure and half a minute per code cell (reading it, running it)."""
+    display equation, two per numbered figure and half a minute per code cell shown (reading it, running it)."""
     words = minutes = 0.0
     for cell, text in main_path(nb):
         if cell["cell_type"] == "markdown":
             words += prose_words(text)
             minutes += len(re.findall(r"^\$\$|\{math\}", text, flags=re.MULTILINE)) * MINUTES_PER_EQUATION
-        elif cell["cell_type"] == "code":
-            minutes += MINUTES_PER_CODE_CELL
+        elif cell["cell_type"] == "code" and "remove-input" not in cell.get("metadata", {}).get("tags", []):
+            minutes += MINUTES_PER_CODE_CELL  # a cell whose code the page removes is not read
             if cell.get("metadata", {}).get("mystnb", {}).get("figure"):
                 minutes += MINUTES_PER_FIGURE
     return int(words), minutes + words / WORDS_PER_MINUTE

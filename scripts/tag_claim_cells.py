@@ -2,7 +2,9 @@
 
 A claim cell (a code cell whose source calls ``claim(``) shows its result box in the page; its
 code is one click away (myst-nb's ``hide-input`` tag folds the input in the HTML only; Jupyter,
-Binder and Colab keep showing the code). Run it after adding claims::
+Binder and Colab keep showing the code). A finding cell (it calls ``finding(``, see
+:mod:`bnbook.evidence`) is bookkeeping for the bottom line's scoreboard: the page shows its result
+box and removes its code (``remove-input``). Run it after adding claims or findings::
 
     python scripts/tag_claim_cells.py                   # every chapters/*.ipynb
     python scripts/tag_claim_cells.py chapters/x.ipynb  # some notebooks
@@ -23,27 +25,46 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
 TAG = "hide-input"
+FINDING_TAG = "remove-input"
 CALLS_CLAIM = re.compile(r"(?<![\w.])(?:bnbook\.)?claim\(")
+CALLS_FINDING = re.compile(r"(?<![\w.])(?:evidence\.)?finding\(")
+
+
+def _calls(pattern, source: str) -> bool:
+    return any(pattern.search(line.split("#", 1)[0]) for line in source.splitlines())
 
 
 def calls_claim(source: str) -> bool:
     """True when ``source`` calls ``claim(`` (or ``bnbook.claim(``) outside a comment."""
-    return any(CALLS_CLAIM.search(line.split("#", 1)[0]) for line in source.splitlines())
+    return _calls(CALLS_CLAIM, source)
 
 
-def untagged_claim_cells(nb) -> list[int]:
-    """Indices of the code cells that call ``claim(`` but are not tagged ``hide-input``."""
-    return [i for i, cell in enumerate(nb.cells)
-            if cell.cell_type == "code" and calls_claim(cell.source)
-            and TAG not in cell.get("metadata", {}).get("tags", [])]
+def wanted_tag(source: str) -> str | None:
+    """The tag a code cell with this source needs: ``remove-input`` for a finding, ``hide-input`` for a claim."""
+    if _calls(CALLS_FINDING, source):
+        return FINDING_TAG
+    return TAG if calls_claim(source) else None
+
+
+def untagged_cells(nb) -> list[tuple[int, str]]:
+    """(index, tag) of the claim and finding cells that lack their tag."""
+    found = []
+    for i, cell in enumerate(nb.cells):
+        tag = wanted_tag(cell.source) if cell.cell_type == "code" else None
+        if tag and tag not in cell.get("metadata", {}).get("tags", []):
+            found.append((i, tag))
+    return found
 
 
 def tag_notebook(path: Path) -> int:
-    """Tag the claim cells of the notebook at ``path``; returns how many cells were tagged."""
+    """Tag the claim and finding cells of the notebook at ``path``; returns how many cells were tagged."""
     nb = nbformat.read(path, as_version=4)
-    cells = untagged_claim_cells(nb)
-    for i in cells:
-        nb.cells[i].metadata.setdefault("tags", []).append(TAG)
+    cells = untagged_cells(nb)
+    for i, tag in cells:
+        tags = nb.cells[i].metadata.setdefault("tags", [])
+        if tag == FINDING_TAG and TAG in tags:
+            tags.remove(TAG)
+        tags.append(tag)
     if cells:
         nbformat.write(nb, path)
     return len(cells)
@@ -53,7 +74,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("notebooks", nargs="*", type=Path,
                         help="notebooks to tag (default: every chapters/*.ipynb)")
-    parser.add_argument("--check", action="store_true", help="only list untagged claim cells")
+    parser.add_argument("--check", action="store_true", help="only list untagged claim and finding cells")
     args = parser.parse_args(argv)
     paths = args.notebooks or sorted((ROOT / "chapters").glob("*.ipynb"))
     missing = [p for p in paths if not p.is_file()]
@@ -62,12 +83,12 @@ def main(argv=None) -> int:
     untagged = 0
     for path in paths:
         if args.check:
-            cells = untagged_claim_cells(nbformat.read(path, as_version=4))
+            cells = untagged_cells(nbformat.read(path, as_version=4))
             untagged += len(cells)
-            if cells:
-                print(f"{path}: claim cells {cells} are not tagged {TAG}")
+            for i, tag in cells:
+                print(f"{path}: cell {i} is not tagged {tag}")
         else:
-            print(f"{path}: tagged {tag_notebook(path)} claim cell(s) {TAG}")
+            print(f"{path}: tagged {tag_notebook(path)} claim or finding cell(s)")
     return 1 if untagged else 0
 
 

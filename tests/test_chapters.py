@@ -107,11 +107,15 @@ def check_has_claims(path, nb):
 
 
 def check_claim_code_collapsed(path, nb):
-    """A claim cell's code is folded in the HTML (tag hide-input): the reader sees the result box."""
-    tag = tag_claim_cells.TAG
-    return [f"code cell {i} calls claim( but is not tagged {tag} (run scripts/tag_claim_cells.py)"
-            for i, c in enumerate(nb["cells"]) if c.get("cell_type") == "code"
-            and tag_claim_cells.calls_claim(_source(c)) and tag not in c.get("metadata", {}).get("tags", [])]
+    """A claim cell's code is folded in the HTML (tag hide-input): the reader sees the result box. A finding
+    cell (bnbook.evidence, bookkeeping for the bottom line) shows only its box (tag remove-input)."""
+    problems = []
+    for i, c in enumerate(nb["cells"]):
+        tag = tag_claim_cells.wanted_tag(_source(c)) if c.get("cell_type") == "code" else None
+        if tag and tag not in c.get("metadata", {}).get("tags", []):
+            problems.append(f"code cell {i} calls claim( or finding( but is not tagged {tag} "
+                            "(run scripts/tag_claim_cells.py)")
+    return problems
 
 
 def check_exercises_have_solutions(path, nb):

@@ -85,6 +85,21 @@ def test_effective_rank_known_answers():
         measure.effective_rank(torch.zeros(3))
 
 
+def test_stable_rank_known_answers():
+    assert measure.stable_rank(torch.eye(5)) == pytest.approx(5.0)
+    assert measure.stable_rank(3.0 * torch.eye(5)) == pytest.approx(5.0)  # scale-free
+    assert measure.stable_rank(torch.outer(torch.randn(20), torch.randn(7))) == pytest.approx(1.0)
+    assert measure.stable_rank(torch.diag(torch.tensor([2.0, 1.0, 1.0]))) == pytest.approx(1.5)
+    assert measure.stable_rank(torch.zeros(4, 3)) == 0.0
+    h = torch.randn(64, 8, generator=torch.Generator().manual_seed(0))
+    assert 1.0 <= measure.stable_rank(h) <= torch.linalg.matrix_rank(h).item()
+    near_copies = torch.ones(10, 4) + 1e-3 * h[:10, :4]
+    assert measure.stable_rank(near_copies) < 1.001
+    assert measure.stable_rank(near_copies, center=True) > 1.5  # centring removes the shared direction
+    with pytest.raises(ValueError, match="2-D tensor"):
+        measure.stable_rank(torch.zeros(3))
+
+
 def test_probing_restores_mode_and_buffers_even_after_an_exception():
     model = models.mlp(4, (8,), 3, norm="bn")
     model.eval()

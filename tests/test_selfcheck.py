@@ -20,6 +20,7 @@ from bnbook import selfcheck
 EXTRA_ARGS = {
     "check_effective_batch": (8, 3, 4, 4),
     "check_scale_invariance": (0.25,),
+    "check_supported_count": ([{"verdict": "supported"}, {"verdict": "not supported"}],),
     "check_stable_lr": (2.0,),
 }
 # Answers of every wrong kind: for a check that wants a number and for one that wants a function.

@@ -20,9 +20,11 @@ from pathlib import Path
 
 import pytest
 
+from bnbook.evidence import QUESTIONS  # the learners' questions, in their canonical wording
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from chapter_meta import (  # noqa: E402
-    EXERCISE, EXERCISE_META, MAX_MINUTES, OPENING, OPENING_FIELDS, QUESTIONS, READING_TIME, markdown_cells,
+    EXERCISE, EXERCISE_META, MAX_MINUTES, OPENING, OPENING_FIELDS, READING_TIME, markdown_cells,
     reading_minutes)
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -169,3 +169,23 @@ def test_one_divergence_rule():
     assert train.divergence_limit(2.3) == pytest.approx(230.0) and train.divergence_limit(0.01) == 100.0
     assert train.has_diverged(float("nan"), 10.0) and train.has_diverged(float("inf"), 10.0)
     assert train.has_diverged(11.0, 10.0) and not train.has_diverged(10.0, 10.0)
+
+
+def test_before_step_sees_every_gradient_before_the_update_and_can_change_it(digits):
+    seen = []
+
+    def record(model):
+        seen.append(sum(p.grad.norm() ** 2 for p in model.parameters()).sqrt().item())
+
+    h = train.train(small(0), digits, steps=12, lr=0.1, progress=False, before_step=record)
+    assert len(seen) == 12 and all(g > 0 for g in seen) and not h.diverged
+    # zeroing the gradient there means no update at all; without the hook the same run moves
+    frozen, moved = small(0), small(0)
+    start = [p.clone() for p in frozen.parameters()]
+    train.train(frozen, digits, steps=5, lr=0.1, progress=False,
+                before_step=lambda m: [p.grad.zero_() for p in m.parameters()])
+    train.train(moved, digits, steps=5, lr=0.1, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(start, frozen.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(start, moved.parameters()))
+    with pytest.raises(TypeError, match="before_step must be a function"):
+        train.train(small(), digits, steps=2, lr=0.1, progress=False, before_step=1.0)
